@@ -1,0 +1,74 @@
+// Traps (x86_64): the IDT dispatcher that Boot/x86_64/traps.S calls with a TrapFrame.
+// Invariants: `TrapFrame` mirrors the push order in traps.S exactly (r15 at the lowest
+// address); a trap either is handled and returns to the interrupted code, or panics with
+// vector, error code, faulting address and every register.
+
+struct TrapFrame {
+    var r15, r14, r13, r12, r11, r10, r9, r8: UInt64
+    var rbp, rdi, rsi, rdx, rcx, rbx, rax: UInt64
+    var vector, errorCode: UInt64
+    var rip, cs, rflags, rsp, ss: UInt64
+}
+
+enum X86Trap {
+    static let breakpoint: UInt64 = 3
+    static let invalidOpcode: UInt64 = 6
+    static let generalProtection: UInt64 = 13
+    static let pageFault: UInt64 = 14
+}
+
+@_cdecl("x86_trap_dispatch")
+func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
+    let frame = rawFrame.assumingMemoryBound(to: TrapFrame.self)
+    switch frame.pointee.vector {
+    case X86Trap.breakpoint:
+        TrapStatistics.breakpoints += 1   // int3 leaves rip after itself: just return
+    default:
+        panicFromTrap(frame)
+    }
+}
+
+private func panicFromTrap(_ frame: UnsafeMutablePointer<TrapFrame>) -> Never {
+    let f = frame.pointee
+    beginPanic(trapName(f.vector))
+    printRegister("vector", f.vector)
+    printRegister("error", f.errorCode)
+    printRegister("cr2", readCR2())
+    printRegister("cr3", readCR3())
+    printRegister("rip", f.rip)
+    printRegister("rsp", f.rsp)
+    printRegister("rbp", f.rbp)
+    printRegister("rflags", f.rflags)
+    printRegister("rax", f.rax); printRegister("rbx", f.rbx)
+    printRegister("rcx", f.rcx); printRegister("rdx", f.rdx)
+    printRegister("rsi", f.rsi); printRegister("rdi", f.rdi)
+    printRegister("r8", f.r8); printRegister("r9", f.r9)
+    printRegister("r10", f.r10); printRegister("r11", f.r11)
+    printRegister("r12", f.r12); printRegister("r13", f.r13)
+    printRegister("r14", f.r14); printRegister("r15", f.r15)
+    finishPanic(programCounter: UInt(f.rip), framePointer: UInt(f.rbp))
+}
+
+private func trapName(_ vector: UInt64) -> StaticString {
+    switch vector {
+    case 0: return "divide error (#DE)"
+    case 1: return "debug (#DB)"
+    case 2: return "non-maskable interrupt"
+    case 4: return "overflow (#OF)"
+    case 5: return "bound range (#BR)"
+    case X86Trap.invalidOpcode:
+        return "invalid opcode (#UD): a Swift runtime trap (overflow, failed precondition, nil unwrap, bounds) or bad code"
+    case 7: return "device not available (#NM)"
+    case 8: return "double fault (#DF)"
+    case 10: return "invalid TSS (#TS)"
+    case 11: return "segment not present (#NP)"
+    case 12: return "stack fault (#SS)"
+    case X86Trap.generalProtection: return "general protection fault (#GP)"
+    case X86Trap.pageFault: return "unhandled page fault (#PF)"
+    case 16: return "x87 floating-point error (#MF)"
+    case 17: return "alignment check (#AC)"
+    case 18: return "machine check (#MC)"
+    case 19: return "SIMD floating-point exception (#XM)"
+    default: return "unexpected interrupt or exception"
+    }
+}

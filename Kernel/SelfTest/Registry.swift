@@ -1,0 +1,27 @@
+// Registry: every in-kernel self-test suite and benchmark, in the order they run.
+// Adding a suite is one line here; adding a test is one line in its suite's list.
+// Invariants: suite names are stable identifiers the host runner and CI logs refer to.
+
+let allSelfTestSuites: [SelfTestSuite] = [
+    bootSuite,
+]
+
+let allBenchmarks: [BenchmarkSuite] = [
+]
+
+/// Runs every suite as KTAP on the console; a panic inside a test names it.
+func runSelfTests() -> TestTotals {
+    let runner = KTAPRunner(emit: emitLine, willRun: { suite, test in
+        PanicContext.suite = suite
+        PanicContext.test = test
+    })
+    let totals = runner.run(allSelfTestSuites)
+    PanicContext.suite = nil
+    PanicContext.test = nil
+    return totals
+}
+
+/// Runs every benchmark suite, printing `BENCH` lines for scripts/bench_report.py.
+func runBenchmarks() {
+    BenchmarkRunner(readCycles: Platform.cycles, emit: emitLine).run(allBenchmarks)
+}

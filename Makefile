@@ -1,0 +1,120 @@
+# Swift VM kernel: freestanding images for x86_64 (QEMU q35) and aarch64 (QEMU virt).
+#   make run [ARCH=aarch64]    build, boot in QEMU, run the self-tests live; exit status = verdict
+#   make test                  host unit tests, then both arches under QEMU via scripts/ktap_run.py
+#   make bench [ARCH=...]      benchmark build, BENCH lines -> scripts/bench_report.py
+#   make debug [ARCH=...]      QEMU halted with a gdb stub; prints the gdb command
+# Everything lands in build/ (ignored by git).
+
+ARCH ?= x86_64
+SWIFT_BIN ?= $(firstword $(wildcard /opt/swift/usr/bin) $(dir $(shell command -v swiftc 2>/dev/null)))
+SWIFTC := $(SWIFT_BIN)/swiftc
+SWIFT := $(SWIFT_BIN)/swift
+CLANG := $(SWIFT_BIN)/clang
+LLD := $(SWIFT_BIN)/ld.lld
+OBJCOPY := $(SWIFT_BIN)/llvm-objcopy
+PYTHON ?= python3
+TIMEOUT ?= 900
+QEMU_MEMORY ?= 256M
+
+ifeq ($(ARCH),x86_64)
+  TRIPLE := x86_64-unknown-none-elf
+  ARCH_SWIFTFLAGS := -Xcc -mno-red-zone
+  ARCH_CFLAGS := -mno-red-zone
+  QEMU := qemu-system-x86_64
+  QEMU_MACHINE := -machine q35 -cpu max -device isa-debug-exit,iobase=0xf4,iosize=0x04
+  QEMU_KERNEL = -kernel $(ELF)
+  SUCCESS_EXIT := 33
+else ifeq ($(ARCH),aarch64)
+  TRIPLE := aarch64-none-none-elf
+  ARCH_SWIFTFLAGS :=
+  ARCH_CFLAGS :=
+  QEMU := qemu-system-aarch64
+  # virtualization=on makes QEMU enter at EL2, exercising the EL2 -> EL1 drop.
+  QEMU_MACHINE := -machine virt,gic-version=2,virtualization=on -cpu cortex-a72 -semihosting
+  QEMU_KERNEL = -kernel $(IMAGE)
+  SUCCESS_EXIT := 0
+else
+  $(error ARCH must be x86_64 or aarch64, not '$(ARCH)')
+endif
+
+VARIANT ?= test
+BUILD := build/$(ARCH)$(if $(filter bench,$(VARIANT)),-bench,)
+ELF := $(BUILD)/kernel.elf
+IMAGE := $(BUILD)/kernel.bin
+SWIFT_SOURCES := $(shell find Kernel -name '*.swift' | sort) $(sort $(wildcard Arch/$(ARCH)/*.swift))
+ASM_SOURCES := $(sort $(wildcard Boot/$(ARCH)/*.S))
+ASM_OBJECTS := $(patsubst Boot/$(ARCH)/%.S,$(BUILD)/boot/%.o,$(ASM_SOURCES))
+UNICODE_TABLES := $(SWIFT_BIN)/../lib/swift/embedded/$(TRIPLE)/libswiftUnicodeDataTables.a
+
+SWIFTFLAGS := -target $(TRIPLE) -enable-experimental-feature Embedded \
+  -enable-experimental-feature Extern -wmo -parse-as-library -Osize -gline-tables-only \
+  -Xfrontend -disable-stack-protector -Xfrontend -function-sections -module-name Kernel \
+  $(ARCH_SWIFTFLAGS) $(if $(filter bench,$(VARIANT)),-D BENCH,)
+LDFLAGS := -T linker/$(ARCH).ld --orphan-handling=error -nostdlib -static --gc-sections \
+  -z max-page-size=4096 -z norelro --no-dynamic-linker --build-id=none \
+  --defsym=malloc=kernel_malloc --defsym=calloc=kernel_calloc --defsym=free=kernel_free \
+  --defsym=posix_memalign=kernel_posix_memalign
+
+QEMU_COMMON = -m $(QEMU_MEMORY) -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL)
+
+.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel bench debug deps clean
+
+all: kernel
+kernel: $(ELF) $(if $(filter aarch64,$(ARCH)),$(IMAGE),)
+
+$(BUILD)/kernel.o: $(SWIFT_SOURCES) Makefile
+	@mkdir -p $(dir $@)
+	$(SWIFTC) $(SWIFTFLAGS) -c $(SWIFT_SOURCES) -o $@
+
+$(BUILD)/boot/%.o: Boot/$(ARCH)/%.S Makefile
+	@mkdir -p $(dir $@)
+	$(CLANG) --target=$(TRIPLE) $(ARCH_CFLAGS) -g -c $< -o $@
+
+$(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) linker/$(ARCH).ld
+	$(LLD) $(LDFLAGS) -o $@ $(BUILD)/kernel.o $(ASM_OBJECTS) $(wildcard $(UNICODE_TABLES))
+	@$(SWIFT_BIN)/llvm-size $@ 2>/dev/null || true
+
+$(IMAGE): $(ELF)
+	$(OBJCOPY) -O binary $< $@
+
+deps:
+	@scripts/ensure-deps.sh --need-qemu
+
+run: deps kernel
+	$(PYTHON) scripts/ktap_run.py --mode run --target $(ARCH) --elf $(ELF) \
+	  --log build/ktap/$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+	  $(QEMU) $(QEMU_COMMON)
+
+test-kernel: kernel
+	$(PYTHON) scripts/ktap_run.py --mode test --target $(ARCH) --elf $(ELF) \
+	  --log build/ktap/$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+	  $(QEMU) $(QEMU_COMMON)
+
+test-kernels:
+	$(MAKE) test-kernel ARCH=x86_64
+	$(MAKE) test-kernel ARCH=aarch64
+
+test-host:
+	$(SWIFT) test
+
+test-scripts:
+	$(PYTHON) -m unittest discover -s scripts -p 'test_*.py'
+
+test: deps
+	$(MAKE) test-scripts
+	$(MAKE) test-host
+	$(MAKE) test-kernels
+
+bench: deps
+	$(MAKE) kernel VARIANT=bench ARCH=$(ARCH)
+	$(PYTHON) scripts/ktap_run.py --mode bench --target $(ARCH) --elf $(BUILD)-bench/kernel.elf \
+	  --log build/ktap/bench-$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+	  $(QEMU) $(subst $(BUILD)/,$(BUILD)-bench/,$(QEMU_COMMON))
+
+debug: deps kernel
+	@echo "QEMU is halted with a gdb stub on :1234. In another terminal:"
+	@echo "  gdb $(ELF) -ex 'target remote :1234'   (gdb-multiarch for aarch64)"
+	$(QEMU) $(QEMU_COMMON) -S -s
+
+clean:
+	rm -rf build
