@@ -55,7 +55,7 @@ LDFLAGS := -T linker/$(ARCH).ld --orphan-handling=error -nostdlib -static --gc-s
   --defsym=malloc=kernel_malloc --defsym=calloc=kernel_calloc --defsym=free=kernel_free \
   --defsym=posix_memalign=kernel_posix_memalign
 
-QEMU_COMMON = -m $(QEMU_MEMORY) -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL)
+QEMU_COMMON = -m $(QEMU_MEMORY) -nic none -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL)
 
 .PHONY: all kernel run test test-host test-scripts test-kernels test-kernel bench debug deps clean
 

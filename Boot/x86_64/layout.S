@@ -6,8 +6,8 @@
     movabsq $\symbol, %rax
     ret
     .endm
-    EXPORT kernel_image_phys_start, __kernel_phys_start
-    EXPORT kernel_image_phys_end, __kernel_phys_end
+    EXPORT kernel_image_virtual_start, __kernel_virtual_start
+    EXPORT kernel_image_virtual_end, __kernel_end
     EXPORT kernel_bss_start, __bss_start
     EXPORT kernel_bss_end, __bss_end
     EXPORT kernel_stack_bottom_address, kernel_stack_bottom

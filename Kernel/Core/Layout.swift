@@ -2,8 +2,8 @@
 // Invariants: all addresses are fixed at link time; physical bounds are page-aligned and
 // cover text, data, bss and the boot stack, so the page allocator never hands them out.
 
-@_extern(c, "kernel_image_phys_start") func kernelImagePhysicalStart() -> UInt
-@_extern(c, "kernel_image_phys_end") func kernelImagePhysicalEnd() -> UInt
+@_extern(c, "kernel_image_virtual_start") func kernelImageVirtualStart() -> UInt
+@_extern(c, "kernel_image_virtual_end") func kernelImageVirtualEnd() -> UInt
 @_extern(c, "kernel_bss_start") func kernelBSSStart() -> UInt
 @_extern(c, "kernel_bss_end") func kernelBSSEnd() -> UInt
 @_extern(c, "kernel_stack_bottom_address") func kernelStackBottom() -> UInt
@@ -13,6 +13,6 @@
 
 /// The kernel image's physical extent, for reserving it in the memory map.
 var kernelImagePhysicalRange: PhysicalRange {
-    PhysicalRange(start: PhysicalAddress(UInt64(kernelImagePhysicalStart())),
-                  end: PhysicalAddress(UInt64(kernelImagePhysicalEnd())))
+    PhysicalRange(start: Platform.kernelImagePhysicalAddress(of: kernelImageVirtualStart()),
+                  end: Platform.kernelImagePhysicalAddress(of: kernelImageVirtualEnd()))
 }

@@ -1,0 +1,16 @@
+/* Link-time layout exported to Swift (Kernel/Core/Layout.swift): one leaf function each. */
+    .macro EXPORT name, symbol
+    .section .text.\name, "ax"
+    .globl \name
+\name:
+    ldr x0, =\symbol
+    ret
+    .endm
+    EXPORT kernel_bss_start, __bss_start
+    EXPORT kernel_bss_end, __bss_end
+    EXPORT kernel_stack_bottom_address, kernel_stack_bottom
+    EXPORT kernel_stack_top_address, kernel_stack_top
+    EXPORT kernel_text_start, __text_start
+    EXPORT kernel_text_end, __text_end
+    EXPORT kernel_image_virtual_start, _start
+    EXPORT kernel_image_virtual_end, __kernel_end
