@@ -6,12 +6,13 @@
 
 enum Platform {
     static let name: StaticString = "aarch64"
-    /// Virtual address of physical address 0 in the direct map (TTBR1, L0 slot 0).
-    static let directMapBase: UInt = 0xFFFF_0000_0000_0000
+    /// Virtual address of physical address 0 in the direct map (L0 slot 128). Kernel
+    /// addresses stay in the lower half: Swift uses the top pointer bits (Boot/aarch64/start.S).
+    static let directMapBase: UInt = 0x0000_4000_0000_0000
     /// The boot page tables map this much physical memory in the direct map.
     static let directMapLimit: UInt64 = 8 << 30
     /// Virtual base of the kernel image window; the image itself starts 0x80000 above it.
-    static let kernelVirtualBase: UInt = 0xFFFF_FFFF_8000_0000
+    static let kernelVirtualBase: UInt = 0x0000_7FFF_8000_0000
     /// Physical address the kernel window maps (the image's load address minus 0x80000).
     nonisolated(unsafe) static var kernelWindowPhysicalBase: UInt = 0
 
@@ -39,7 +40,7 @@ enum Platform {
         PhysicalAddress(UInt64(virtualAddress &- kernelVirtualBase &+ kernelWindowPhysicalBase))
     }
 
-    /// A second virtual alias of physical memory (the boot identity map in TTBR0), used by the
+    /// A second virtual alias of physical memory (the boot identity map, L0 slot 0), used by the
     /// boot self-test to prove two mappings reach the same frame. Nil where there is none.
     static func identityAlias(of address: PhysicalAddress) -> UnsafeMutableRawPointer? {
         address.value < directMapLimit ? UnsafeMutableRawPointer(bitPattern: UInt(address.value)) : nil

@@ -5,12 +5,13 @@
 
 enum Platform {
     static let name: StaticString = "x86_64"
-    /// Virtual address of physical address 0 in the direct map (PML4 slot 256).
-    static let directMapBase: UInt = 0xFFFF_8000_0000_0000
+    /// Virtual address of physical address 0 in the direct map (PML4 slot 128). Kernel
+    /// addresses stay in the lower half: Swift uses the top pointer bits (Boot/x86_64/start.S).
+    static let directMapBase: UInt = 0x0000_4000_0000_0000
     /// The boot page tables map this much physical memory in the direct map.
     static let directMapLimit: UInt64 = 4 << 30
-    /// Virtual base of the kernel image window (-2 GiB).
-    static let kernelVirtualBase: UInt = 0xFFFF_FFFF_8000_0000
+    /// Virtual base of the kernel image window (the last 2 GiB of the lower half).
+    static let kernelVirtualBase: UInt = 0x0000_7FFF_8000_0000
 
     /// isa-debug-exit at port 0xF4: QEMU exits with status (value << 1) | 1.
     private static let debugExitPort: UInt16 = 0xF4

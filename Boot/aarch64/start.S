@@ -6,10 +6,14 @@
  *  - secondary cores (MPIDR Aff0 != 0) are parked in wfe forever;
  *  - running at EL1h (an EL2 entry drops to EL1 with the timer, FP/SIMD and PMU untrapped);
  *  - FP/SIMD enabled (CPACR_EL1.FPEN = 0b11), the cycle counter (PMCCNTR_EL0) running;
- *  - MMU on, 4 KiB granule, 48-bit VAs. TTBR1: the direct map (PA + DIRECT_MAP_BASE, 1 GiB
- *    blocks: the first GiB as device memory, the next seven as normal write-back memory) and
- *    the kernel window (KERNEL_VMA + offset -> load base + offset, 2 MiB blocks). TTBR0: the
- *    same 1 GiB blocks as an identity map, needed while the MMU turns on;
+ *  - MMU on, 4 KiB granule, 48-bit VAs, all kernel mappings in TTBR0's lower half: the
+ *    identity map (L0 slot 0, needed while the MMU turns on), the direct map at
+ *    0x0000_4000_0000_0000 (slot 128; 1 GiB blocks: the first GiB as device memory, the next
+ *    seven as normal write-back memory) and the kernel window at 0x0000_7FFF_8000_0000
+ *    (slot 255; KERNEL_VMA + offset -> load base + offset, 2 MiB blocks). TTBR1 walks are
+ *    disabled (EPD1): Swift keeps discriminator bits in the top nibble of String and object
+ *    pointers, so no pointer Swift code holds may live in the 0xFFFF... half, and a branch
+ *    there would strip any tag (BranchAddr sign-extends bit 55), so TBI cannot help either;
  *  - .bss zeroed; sp at the top of the boot stack; VBAR_EL1 at the vector table;
  *  - kernel_entry(dtb_phys, load_base_phys) called. It never returns.
  * Until the MMU is on, every address comes from adr/adrp (PC-relative), because the image is
@@ -28,7 +32,7 @@
 #define MAIR_VALUE       0x000000000044FF04
 /* TCR: T0SZ=T1SZ=16, 4K granules (TG0=0, TG1=2), inner-shareable write-back walks. IPS set at run time. */
 #define TCR_VALUE        ((16 << 0) | (1 << 8) | (1 << 10) | (3 << 12) | \
-                          (16 << 16) | (1 << 24) | (1 << 26) | (3 << 28) | (2 << 30))
+                          (16 << 16) | (1 << 23) | (1 << 24) | (1 << 26) | (3 << 28) | (2 << 30))
 
     .section .text.head, "ax"
     .globl _start
@@ -110,7 +114,7 @@ at_el1:
     adrp x6, boot_l2_kernel
     add x6, x6, :lo12:boot_l2_kernel
 
-    /* L1 shared by identity (TTBR0 slot 0) and direct map (TTBR1 slot 0). */
+    /* L1 shared by the identity map (slot 0) and the direct map (slot 128). */
     ldr x7, =BLOCK_DEVICE
     str x7, [x4]                         /* 0..1 GiB: devices (virt's MMIO) */
     ldr x7, =BLOCK_NORMAL
@@ -123,12 +127,12 @@ at_el1:
     b.ne 3b
 
     orr x7, x4, #(PTE_VALID | PTE_TABLE)
-    str x7, [x2]                         /* TTBR0 L0[0] */
-    str x7, [x3]                         /* TTBR1 L0[0]: 0xFFFF_0000_0000_0000 */
+    str x7, [x2]                         /* L0[0]: identity */
+    str x7, [x2, #(128 * 8)]             /* L0[128]: 0x0000_4000_0000_0000 direct map */
     orr x7, x5, #(PTE_VALID | PTE_TABLE)
-    str x7, [x3, #(511 * 8)]             /* TTBR1 L0[511] */
+    str x7, [x2, #(255 * 8)]             /* L0[255] */
     orr x7, x6, #(PTE_VALID | PTE_TABLE)
-    str x7, [x5, #(510 * 8)]             /* L1[510]: 0xFFFF_FFFF_8000_0000 */
+    str x7, [x5, #(510 * 8)]             /* L1[510]: 0x0000_7FFF_8000_0000 kernel window */
 
     /* Kernel window: 512 x 2 MiB normal blocks from the window base. */
     ldr x7, =BLOCK_NORMAL
@@ -192,7 +196,7 @@ high_entry:
     .globl boot_page_tables
 boot_page_tables:
 boot_l0_low:    .skip 4096
-boot_l0_high:   .skip 4096
+boot_l0_high:   .skip 4096              /* TTBR1: empty, walks disabled by EPD1 */
 boot_l1_map:    .skip 4096
 boot_l1_kernel: .skip 4096
 boot_l2_kernel: .skip 4096

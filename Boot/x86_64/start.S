@@ -5,7 +5,11 @@
  * Invariants established before Swift runs:
  *  - long mode, paging on with boot page tables (2 MiB pages) mapping physical 0..4 GiB at
  *    three places: identity (only needed for the mode switch), the direct map at
- *    DIRECT_MAP_BASE, and the kernel image window at KERNEL_VMA (-2 GiB);
+ *    0x0000_4000_0000_0000 (PML4 slot 128), and the kernel image window at KERNEL_VMA,
+ *    the last 2 GiB of the lower half (PML4 slot 255). The kernel owns lower-half slots
+ *    128..255 and user space 0..127: Swift keeps discriminator bits in the top nibble of
+ *    String and object pointers, so no pointer Swift code holds may have its top bits set,
+ *    which rules out the canonical upper half;
  *  - SSE enabled (CR0.EM=0, CR0.MP=1, CR4.OSFXSR, CR4.OSXMMEXCPT), EFER.NXE on;
  *  - .bss zeroed, %rsp at the top of the boot stack, whose lowest page is a guard that
  *    the pmap unmaps later;
@@ -14,7 +18,7 @@
  * The boot page tables live in .boot.pagetables, which the linker script keeps apart from
  * .bss so zeroing .bss cannot destroy the tables the CPU is using.
  */
-#define KERNEL_VMA        0xFFFFFFFF80000000
+#define KERNEL_VMA        0x00007FFF80000000
 #define PTE_P   0x001
 #define PTE_W   0x002
 #define PTE_PS  0x080
@@ -60,7 +64,7 @@ pvh_start:
     cmpl $2048, %ecx
     jne 1b
 
-    /* PDPT shared by the identity map (PML4[0]) and the direct map (PML4[256]). */
+    /* PDPT shared by the identity map (PML4[0]) and the direct map (PML4[128]). */
     movl $boot_pdpt_low, %ebx
     movl $boot_pd, %eax
     orl $(PTE_P | PTE_W), %eax
@@ -72,7 +76,7 @@ pvh_start:
     addl $4096, %eax
     movl %eax, 24(%ebx)
 
-    /* Kernel window: PML4[511] -> PDPT[510] = first GiB, PDPT[511] = second GiB. */
+    /* Kernel window: PML4[255] -> PDPT[510] = first GiB, PDPT[511] = second GiB. */
     movl $boot_pdpt_kernel, %ebx
     movl $boot_pd, %eax
     orl $(PTE_P | PTE_W), %eax
@@ -84,10 +88,10 @@ pvh_start:
     movl $boot_pdpt_low, %eax
     orl $(PTE_P | PTE_W), %eax
     movl %eax, 0(%ebx)
-    movl %eax, (256 * 8)(%ebx)
+    movl %eax, (128 * 8)(%ebx)
     movl $boot_pdpt_kernel, %eax
     orl $(PTE_P | PTE_W), %eax
-    movl %eax, (511 * 8)(%ebx)
+    movl %eax, (255 * 8)(%ebx)
 
     /* CR4: PAE | OSFXSR | OSXMMEXCPT (SSE for Swift code). */
     movl %cr4, %eax
@@ -152,8 +156,7 @@ long_mode_high:
     movabsq $high_gdt_descriptor, %rax
     lgdt (%rax)
     movabsq $kernel_stack_top, %rsp
-    xorl %ebp, %ebp
-    pushq $0                             /* fake return address ends backtraces */
+    xorl %ebp, %ebp                      /* a null frame pointer ends backtraces */
 
     /* Zero .bss (rep stosb: the loader's zero fill is not a contract we rely on). */
     pushq %rdi
