@@ -23,7 +23,8 @@ let package = Package(
         .testTarget(
             name: "KernelTests",
             dependencies: ["Kernel"],
-            path: "Tests/KernelTests"
+            path: "Tests/KernelTests",
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v5]
