@@ -33,7 +33,29 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
         frame.pointee.elr += 4   // brk does not advance the PC
         return
     }
+    if isSynchronousFromKernel, let fault = decodeAbort(esr: esr, address: frame.pointee.far) {
+        if PageFaultDispatcher.handle(fault) == .resolved { return }   // eret restarts the access
+    }
     panicFromTrap(frame)
+}
+
+/// Decodes an instruction or data abort taken at EL1; nil for other exception classes and
+/// for fault status codes that are not translation, access-flag or permission faults.
+func decodeAbort(esr: UInt64, address: UInt64) -> PageFault? {
+    let exceptionClass = esr >> 26
+    let isInstruction = exceptionClass == ExceptionClass.instructionAbortSameEL
+    guard isInstruction || exceptionClass == ExceptionClass.dataAbortSameEL else { return nil }
+    let reason: FaultReason
+    switch (esr & 0x3F) >> 2 {   // DFSC/IFSC bits [5:2]; [1:0] are the table level
+    case 0b0001: reason = .notPresent
+    case 0b0010: reason = .accessFlag
+    case 0b0011: reason = .protection
+    default: return nil
+    }
+    // WnR (bit 6) is meaningless for cache maintenance (CM, bit 8): treat those as reads.
+    let isWrite = !isInstruction && esr & (1 << 6) != 0 && esr & (1 << 8) == 0
+    return PageFault(address: address, access: isInstruction ? .execute : (isWrite ? .write : .read),
+                     reason: reason, fromUser: false)
 }
 
 private func panicFromTrap(_ frame: UnsafeMutablePointer<TrapFrame>) -> Never {

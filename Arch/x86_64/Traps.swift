@@ -23,9 +23,21 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
     switch frame.pointee.vector {
     case X86Trap.breakpoint:
         TrapStatistics.breakpoints += 1   // int3 leaves rip after itself: just return
+    case X86Trap.pageFault:
+        let fault = decodePageFault(errorCode: frame.pointee.errorCode, address: readCR2())
+        if PageFaultDispatcher.handle(fault) == .resolved { return }   // iretq restarts the access
+        panicFromTrap(frame)
     default:
         panicFromTrap(frame)
     }
+}
+
+/// #PF error code: bit 0 present, bit 1 write, bit 2 user, bit 4 instruction fetch.
+func decodePageFault(errorCode: UInt64, address: UInt64) -> PageFault {
+    let access: FaultAccess = errorCode & 0x10 != 0 ? .execute : (errorCode & 0x2 != 0 ? .write : .read)
+    return PageFault(address: address, access: access,
+                     reason: errorCode & 0x1 != 0 ? .protection : .notPresent,
+                     fromUser: errorCode & 0x4 != 0)
 }
 
 private func panicFromTrap(_ frame: UnsafeMutablePointer<TrapFrame>) -> Never {
