@@ -51,9 +51,7 @@ SWIFTFLAGS := -target $(TRIPLE) -enable-experimental-feature Embedded \
   -Xfrontend -disable-stack-protector -Xfrontend -function-sections -module-name Kernel \
   $(ARCH_SWIFTFLAGS) $(if $(filter bench,$(VARIANT)),-D BENCH,)
 LDFLAGS := -T linker/$(ARCH).ld --orphan-handling=error -nostdlib -static --gc-sections \
-  -z max-page-size=4096 -z norelro --no-dynamic-linker --build-id=none \
-  --defsym=malloc=kernel_malloc --defsym=calloc=kernel_calloc --defsym=free=kernel_free \
-  --defsym=posix_memalign=kernel_posix_memalign
+  -z max-page-size=4096 -z norelro --no-dynamic-linker --build-id=none
 
 QEMU_COMMON = -m $(QEMU_MEMORY) -nic none -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL)
 

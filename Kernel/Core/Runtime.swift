@@ -1,6 +1,7 @@
 // Runtime: the C symbols the Embedded Swift runtime and stdlib call into.
-// The C names (malloc, free, posix_memalign, ...) are bound to these by the linker (see the
-// --defsym flags in the Makefile): Swift reserves those names for its own runtime.
+// They are defined under their real C names even though Swift warns that the names are
+// reserved: bound only at link time (ld --defsym), LLVM would treat `free` as the C library's
+// and reuse loads of heap state across it; with the bodies visible in the module it reloads.
 // Invariants: allocation goes to the kernel heap only after `setUpMemory` ran (an earlier
 // allocation is a boot-order bug and panics by name); a bad `free` panics with the reason,
 // since the runtime cannot take an error back; `arc4random_buf` is a seeding source for
@@ -12,7 +13,7 @@ func putchar(_ character: CInt) -> CInt {
     return character
 }
 
-@_cdecl("kernel_posix_memalign")
+@_cdecl("posix_memalign")
 func posixMemalign(_ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ size: Int) -> CInt {
     guard alignment > 0, alignment & (alignment - 1) == 0 else { return 22 }   // EINVAL
     guard let pointer = heapAllocate(size: max(size, 1), alignment: alignment) else {
@@ -23,12 +24,12 @@ func posixMemalign(_ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ a
     return 0
 }
 
-@_cdecl("kernel_malloc")
+@_cdecl("malloc")
 func kernelMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
     heapAllocate(size: max(size, 1), alignment: 16)
 }
 
-@_cdecl("kernel_calloc")
+@_cdecl("calloc")
 func kernelCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
     guard !overflow, let pointer = heapAllocate(size: max(bytes, 1), alignment: 16) else { return nil }
@@ -36,7 +37,7 @@ func kernelCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     return pointer
 }
 
-@_cdecl("kernel_free")
+@_cdecl("free")
 func kernelFree(_ pointer: UnsafeMutableRawPointer?) {
     guard let pointer else { return }
     do {

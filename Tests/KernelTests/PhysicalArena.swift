@@ -1,0 +1,93 @@
+// PhysicalArena: host memory standing in for physical RAM in unit tests.
+// It reserves an anonymous mapping, picks a host address `start` for the fake physical address
+// `base`, and sets `DirectMap.offset = start - base`, so kernel code reaches [base, base +
+// byteCount) through the same seam it uses on hardware. Pages are only committed when touched,
+// so sparse layouts (ranges with large holes) cost nothing.
+// `start - base` is a multiple of `alignment` (1 GiB by default), so a block naturally aligned
+// in physical space is aligned the same way in host space, as with the kernel's direct map.
+// XCTest runs tests serially in one process: each test creates its own arena, which retargets
+// the global DirectMap; no two arenas are used at the same time.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Kernel
+
+final class PhysicalArena {
+    /// First fake physical address.
+    let base: PhysicalAddress
+    /// Bytes of fake physical memory, [base, base + byteCount).
+    let byteCount: UInt64
+    /// Host address of `base`.
+    let start: UnsafeMutableRawPointer
+
+    private let mapping: UnsafeMutableRawPointer
+    private let mappingLength: Int
+
+    /// Maps `byteCount` bytes of fake physical memory at `base` and points `DirectMap` at it.
+    init(base: UInt64 = 0x4000_0000, byteCount: UInt64, alignment: UInt64 = 1 << 30) {
+        precondition(alignment.nonzeroBitCount == 1 && alignment >= pageSize, "PhysicalArena: alignment must be a power of two >= pageSize")
+        self.base = PhysicalAddress(base)
+        self.byteCount = byteCount
+        mappingLength = Int(byteCount + alignment)
+        #if canImport(Glibc)
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+        #else
+        let flags = MAP_PRIVATE | MAP_ANON
+        #endif
+        guard let raw = mmap(nil, mappingLength, PROT_READ | PROT_WRITE, flags, -1, 0), raw != MAP_FAILED else {
+            fatalError("PhysicalArena: mmap of \(mappingLength) bytes failed")
+        }
+        mapping = raw
+        // Choose start ≡ base (mod alignment).
+        let phase = UInt(base % alignment)
+        let host = UInt(bitPattern: raw)
+        var candidate = (host & ~UInt(alignment - 1)) + phase
+        if candidate < host { candidate += UInt(alignment) }
+        start = UnsafeMutableRawPointer(bitPattern: candidate)!
+        DirectMap.offset = candidate &- UInt(base)
+    }
+
+    deinit { munmap(mapping, mappingLength) }
+
+    /// The whole arena as a physical range.
+    var range: PhysicalRange { PhysicalRange(start: base, end: base.advanced(by: byteCount)) }
+
+    /// Host pointer to physical address `address` (must be inside the arena).
+    func pointer(to address: PhysicalAddress) -> UnsafeMutableRawPointer {
+        precondition(address >= base && address.value < base.value + byteCount, "PhysicalArena: address outside the arena")
+        return start + Int(address.value - base.value)
+    }
+
+    /// A memory map over this arena: `usable` and `reserved` as [start, end) pairs of
+    /// physical addresses.
+    func memoryMap(usable: [(UInt64, UInt64)], reserved: [(UInt64, UInt64)] = []) -> MemoryMap {
+        var map = MemoryMap()
+        for (s, e) in usable {
+            precondition(s >= base.value && e <= base.value + byteCount, "PhysicalArena: usable range outside the arena")
+            map.addUsable(PhysicalRange(start: PhysicalAddress(s), end: PhysicalAddress(e)))
+        }
+        for (s, e) in reserved { map.addReserved(PhysicalRange(start: PhysicalAddress(s), end: PhysicalAddress(e))) }
+        return map
+    }
+
+    /// A memory map whose only usable range is the whole arena.
+    func wholeArenaMap(reserved: [(UInt64, UInt64)] = []) -> MemoryMap {
+        memoryMap(usable: [(base.value, base.value + byteCount)], reserved: reserved)
+    }
+}
+
+/// SplitMix64: a small seeded generator, so failing random tests can be replayed.
+struct SplitMix64Generator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
