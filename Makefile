@@ -29,8 +29,10 @@ else ifeq ($(ARCH),aarch64)
   ARCH_SWIFTFLAGS :=
   ARCH_CFLAGS :=
   QEMU := qemu-system-aarch64
-  # virtualization=on makes QEMU enter at EL2, exercising the EL2 -> EL1 drop.
-  QEMU_MACHINE := -machine virt,gic-version=2,virtualization=on -cpu cortex-a72 -semihosting
+  # virtualization=on makes QEMU enter at EL2, exercising the EL2 -> EL1 drop; make test
+  # also boots with ENTRY_EL2=off (entered at EL1).
+  ENTRY_EL2 ?= on
+  QEMU_MACHINE := -machine virt,gic-version=2,virtualization=$(ENTRY_EL2) -cpu cortex-a72 -semihosting
   QEMU_KERNEL = -kernel $(IMAGE)
   SUCCESS_EXIT := 0
 else
@@ -55,7 +57,7 @@ LDFLAGS := -T linker/$(ARCH).ld --orphan-handling=error -nostdlib -static --gc-s
 
 QEMU_COMMON = -m $(QEMU_MEMORY) -nic none -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL)
 
-.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel bench debug deps clean
+.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel test-panic bench debug deps clean
 
 all: kernel
 kernel: $(ELF) $(if $(filter aarch64,$(ARCH)),$(IMAGE),)
@@ -83,14 +85,28 @@ run: deps kernel
 	  --log build/ktap/$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON)
 
+LOG_NAME ?= $(ARCH)
+
 test-kernel: kernel
-	$(PYTHON) scripts/ktap_run.py --mode test --target $(ARCH) --elf $(ELF) \
-	  --log build/ktap/$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+	$(PYTHON) scripts/ktap_run.py --mode test --target $(LOG_NAME) --elf $(ELF) \
+	  --log build/ktap/$(LOG_NAME).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON)
+
+# A deliberate panic inside a test must fail the run, name the test and symbolize the trap.
+test-panic: kernel
+	@! $(PYTHON) scripts/ktap_run.py --mode test --target $(ARCH)-panic --elf $(ELF) --quiet \
+	  --log build/ktap/$(ARCH)-panic.log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+	  $(QEMU) $(QEMU_COMMON) -append selftest.panic > build/ktap/$(ARCH)-panic.report
+	@grep -q "in self-test panic_check.overflow_trap_panics_with_location" build/ktap/$(ARCH)-panic.log
+	@grep -q "PanicCheckSuite.swift" build/ktap/$(ARCH)-panic.report
+	@echo "test-panic $(ARCH): the panic failed the run, named the test and was symbolized"
 
 test-kernels:
 	$(MAKE) test-kernel ARCH=x86_64
 	$(MAKE) test-kernel ARCH=aarch64
+	$(MAKE) test-kernel ARCH=aarch64 ENTRY_EL2=off LOG_NAME=aarch64-el1
+	$(MAKE) test-panic ARCH=x86_64
+	$(MAKE) test-panic ARCH=aarch64
 
 test-host:
 	$(SWIFT) test

@@ -267,7 +267,7 @@ def symbolize(elf: str, addresses: Sequence[int], symbolizer: str,
                            for i in range(0, len(pairs), 2)]
     if demangler:
         names = sorted({f.function for fs in frames.values() for f in fs
-                        if f.function.startswith(("$s", "_$s", "$S", "_T"))})
+                        if f.function.startswith(("$s", "_$s", "$S", "_T", "$e"))})  # $e: Embedded Swift
         if names:
             try:
                 out = subprocess.run([demangler, "--simplified"], input="\n".join(names) + "\n",

@@ -20,6 +20,7 @@ func kernelEntry(_ deviceTreePhysical: UInt, _ windowPhysicalBase: UInt) -> Neve
     let tree = openDeviceTree(at: PhysicalAddress(UInt64(deviceTreePhysical)))
     bootDeviceTree = tree
     attachConsole(from: tree)
+    boot.commandLine = commandLine(from: tree)
     do {
         boot.memoryMap = try tree.memoryMap()
     } catch {
@@ -37,6 +38,19 @@ private func openDeviceTree(at address: PhysicalAddress) -> DeviceTree {
         return try DeviceTree(blob: DirectMap.pointer(to: address))
     } catch {
         panicOnDeviceTree(error, "DTB: the device tree is corrupt")
+    }
+}
+
+/// /chosen/bootargs (QEMU's -append), or an empty command line.
+private func commandLine(from tree: DeviceTree) -> KernelCommandLine {
+    do {
+        guard let chosen = try tree.node(atPath: "/chosen"),
+              let arguments = try chosen.property(named: "bootargs")?.stringValue else {
+            return KernelCommandLine()
+        }
+        return KernelCommandLine(bytes: arguments.bytes)
+    } catch {
+        panicOnDeviceTree(error, "DTB: cannot decode /chosen/bootargs")
     }
 }
 

@@ -14,7 +14,19 @@ func kernelEntry(_ startInfoPhysical: UInt) -> Never {
     installInterruptDescriptorTable()
     var boot = BootInfo(loaderName: "PVH")
     readStartInfo(PhysicalAddress(UInt64(startInfoPhysical)), into: &boot.memoryMap)
+    boot.commandLine = readCommandLine(PhysicalAddress(UInt64(startInfoPhysical)))
     kernelMain(&boot)
+}
+
+/// The NUL-terminated command line start_info points at (QEMU's -append), if any.
+private func readCommandLine(_ startInfo: PhysicalAddress) -> KernelCommandLine {
+    let address = DirectMap.pointer(to: startInfo).loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+    guard address != 0, address + UInt64(KernelCommandLine.capacity) < Platform.directMapLimit else {
+        return KernelCommandLine()
+    }
+    let bytes = UnsafeRawBufferPointer(start: DirectMap.pointer(to: PhysicalAddress(address)),
+                                       count: KernelCommandLine.capacity + 1)
+    return KernelCommandLine(bytes: bytes)
 }
 
 /// Fills `map` from the PVH start_info memory map; panics with the reason if it is unusable.

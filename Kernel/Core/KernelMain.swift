@@ -7,6 +7,7 @@
 struct BootInfo {
     var loaderName: StaticString
     var memoryMap = MemoryMap()
+    var commandLine = KernelCommandLine()
 
     init(loaderName: StaticString) { self.loaderName = loaderName }
 }
@@ -41,6 +42,11 @@ private func printBanner(_ boot: BootInfo) {
     Console.write(Platform.name)
     Console.write(", booted by ")
     Console.writeLine(boot.loaderName)
+    if boot.commandLine.count > 0 {
+        Console.write("  command line: ")
+        boot.commandLine.write()
+        Console.put(UInt8(ascii: "\n"))
+    }
     let map = boot.memoryMap
     for index in 0..<map.usable.count {
         Console.write("  ram ")
