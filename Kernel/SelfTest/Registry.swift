@@ -4,9 +4,14 @@
 
 let allSelfTestSuites: [SelfTestSuite] = [
     bootSuite,
+    pageAllocSuite,
+    heapSuite,
+    blistSuite,
 ]
 
 let allBenchmarks: [BenchmarkSuite] = [
+    memoryBenchmarks,
+    blistBenchmarks,
 ]
 
 /// Runs every suite as KTAP on the console; a panic inside a test names it.
@@ -15,7 +20,9 @@ func runSelfTests() -> TestTotals {
         PanicContext.suite = suite
         PanicContext.test = test
     })
-    let totals = runner.run(allSelfTestSuites)
+    var suites = allSelfTestSuites
+    if bootInfo.commandLine.contains(word: "selftest.panic") { suites.append(panicCheckSuite) }
+    let totals = runner.run(suites)
     PanicContext.suite = nil
     PanicContext.test = nil
     return totals
