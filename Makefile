@@ -23,6 +23,7 @@ ifeq ($(ARCH),x86_64)
   QEMU := qemu-system-x86_64
   QEMU_MACHINE := -machine q35 -cpu max -device isa-debug-exit,iobase=0xf4,iosize=0x04
   QEMU_KERNEL = -kernel $(ELF)
+  QEMU_DISK_DEVICE := -device virtio-blk-pci,drive=swap,disable-legacy=on
   SUCCESS_EXIT := 33
 else ifeq ($(ARCH),aarch64)
   TRIPLE := aarch64-none-none-elf
@@ -34,6 +35,7 @@ else ifeq ($(ARCH),aarch64)
   ENTRY_EL2 ?= on
   QEMU_MACHINE := -machine virt,gic-version=2,virtualization=$(ENTRY_EL2) -cpu cortex-a72 -semihosting
   QEMU_KERNEL = -kernel $(IMAGE)
+  QEMU_DISK_DEVICE := -device virtio-blk-device,drive=swap -global virtio-mmio.force-legacy=false
   SUCCESS_EXIT := 0
 else
   $(error ARCH must be x86_64 or aarch64, not '$(ARCH)')
@@ -55,9 +57,13 @@ SWIFTFLAGS := -target $(TRIPLE) -enable-experimental-feature Embedded \
 LDFLAGS := -T linker/$(ARCH).ld --orphan-handling=error -nostdlib -static --gc-sections \
   -z max-page-size=4096 -z norelro --no-dynamic-linker --build-id=none
 
-QEMU_COMMON = -m $(QEMU_MEMORY) -nic none -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL)
+# The swap disk (virtio-blk): rewritten with the host pattern before every boot by the
+# disk-image target (scripts/disk_image.py has the layout); test-kernel checks it afterwards.
+DISK_IMAGE = build/disk/$(LOG_NAME)-swap.img
+QEMU_COMMON = -m $(QEMU_MEMORY) -nic none -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL) \
+  -drive if=none,id=swap,file=$(DISK_IMAGE),format=raw $(QEMU_DISK_DEVICE)
 
-.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel test-panic bench debug deps clean
+.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel test-panic bench debug deps clean disk-image
 
 all: kernel
 kernel: $(ELF) $(if $(filter aarch64,$(ARCH)),$(IMAGE),)
@@ -80,20 +86,24 @@ $(IMAGE): $(ELF)
 deps:
 	@scripts/ensure-deps.sh --need-qemu
 
-run: deps kernel
+disk-image:
+	$(PYTHON) scripts/make-disk-image.py $(DISK_IMAGE)
+
+run: deps kernel disk-image
 	$(PYTHON) scripts/ktap_run.py --mode run --target $(ARCH) --elf $(ELF) \
 	  --log build/ktap/$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON)
 
 LOG_NAME ?= $(ARCH)
 
-test-kernel: kernel
+test-kernel: kernel disk-image
 	$(PYTHON) scripts/ktap_run.py --mode test --target $(LOG_NAME) --elf $(ELF) \
 	  --log build/ktap/$(LOG_NAME).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON)
+	$(PYTHON) scripts/check-disk-image.py $(DISK_IMAGE)
 
 # A deliberate panic inside a test must fail the run, name the test and symbolize the trap.
-test-panic: kernel
+test-panic: kernel disk-image
 	@! $(PYTHON) scripts/ktap_run.py --mode test --target $(ARCH)-panic --elf $(ELF) --quiet \
 	  --log build/ktap/$(ARCH)-panic.log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON) -append selftest.panic > build/ktap/$(ARCH)-panic.report
@@ -118,14 +128,16 @@ test: deps
 	$(MAKE) test-scripts
 	$(MAKE) test-host
 	$(MAKE) test-kernels
+	@echo "==== make test: in-kernel results, all boots ===="
+	@$(PYTHON) scripts/ktap_summary.py build/ktap/x86_64.log build/ktap/aarch64.log build/ktap/aarch64-el1.log
 
-bench: deps
+bench: deps disk-image
 	$(MAKE) kernel VARIANT=bench ARCH=$(ARCH)
 	$(PYTHON) scripts/ktap_run.py --mode bench --target $(ARCH) --elf $(BUILD)-bench/kernel.elf \
 	  --log build/ktap/bench-$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(subst $(BUILD)/,$(BUILD)-bench/,$(QEMU_COMMON))
 
-debug: deps kernel
+debug: deps kernel disk-image
 	@echo "QEMU is halted with a gdb stub on :1234. In another terminal:"
 	@echo "  gdb $(ELF) -ex 'target remote :1234'   (gdb-multiarch for aarch64)"
 	$(QEMU) $(QEMU_COMMON) -S -s
