@@ -78,7 +78,7 @@ $(BUILD)/boot/%.o: Boot/$(ARCH)/%.S Makefile
 
 $(ELF): $(BUILD)/kernel.o $(ASM_OBJECTS) linker/$(ARCH).ld
 	$(LLD) $(LDFLAGS) -o $@ $(BUILD)/kernel.o $(ASM_OBJECTS) $(wildcard $(UNICODE_TABLES))
-	@$(SWIFT_BIN)/llvm-size $@ 2>/dev/null || true
+	@$(SWIFT_BIN)/llvm-objdump -h $@ | awk '$$2 ~ /^\.(text|rodata|data|bss)$$/ {print "  " $$2 " size 0x" $$3}'
 
 $(IMAGE): $(ELF)
 	$(OBJCOPY) -O binary $< $@
