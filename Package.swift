@@ -18,7 +18,8 @@ let package = Package(
         .executableTarget(
             name: "BlistReplay",
             dependencies: ["Kernel"],
-            path: "scripts/BlistReplay"
+            path: "scripts/BlistReplay",
+            exclude: ["sample-2048.trace"]
         ),
         .testTarget(
             name: "KernelTests",

@@ -1,5 +1,6 @@
 // BlistBench: cycles per blist operation on a tree of 2^22 blocks (16 GiB of swap, 544 KiB
-// of blist), next to a baseline (a 4 KiB store loop) measured in the same run.
+// of blist), next to a baseline (a 4 KiB store loop) measured in the same run. Besides the
+// trees, the heap holds at most two arrays of `operations` words.
 // Parameters and memory per block are printed as `value` lines; nothing here judges them.
 // The tree is created once per measurement so each starts from a known state. A failed
 // allocation in a set-up step is a benchmark bug: `try!` turns it into a panic.
@@ -57,10 +58,9 @@ private func benchmarkSingleBlocks(_ bench: BenchmarkContext, blocks: UInt64, op
     }
 }
 
-/// Swap-sized runs (1-32 blocks) on a tree churned to about 70 % occupancy.
+/// Swap-sized runs (1-32 blocks) on a tree fragmented to about 65 % occupancy.
 private func benchmarkRuns(_ bench: BenchmarkContext, blocks: UInt64, operations: Int) {
     var blist = try! Blist(blocks: blocks)
-    var live: [BlockRun] = []
     var state: UInt64 = 0x2545_F491_4F6C_DD1D
     func random(_ bound: UInt64) -> UInt64 {
         state ^= state << 13
@@ -68,25 +68,24 @@ private func benchmarkRuns(_ bench: BenchmarkContext, blocks: UInt64, operations
         state ^= state << 17
         return state % bound
     }
-    // Set-up, not timed: fill to about 70 % with runs of 1-32, then free a random third.
-    while blist.freeBlocks > blocks * 3 / 10 {
-        let count = 1 + random(32)
-        live.append(BlockRun(start: try! blist.allocate(count: count), count: count))
+    // Set-up, not timed and without a heap-hungry list of runs: alternate free gaps of 1-64
+    // blocks with allocated stretches of 1-128 blocks (about 65 % allocated).
+    var block: UInt64 = 0
+    while block < blocks {
+        block += 1 + random(64)
+        let stretch = min(1 + random(128), blocks - min(block, blocks))
+        if stretch > 0 { try! blist.fill(start: block, count: stretch) }
+        block += stretch
     }
-    for _ in 0..<live.count / 3 {
-        let index = Int(random(UInt64(live.count)))
-        live.swapAt(index, live.count - 1)
-        let run = live.removeLast()
-        try! blist.free(start: run.start, count: run.count)
-    }
+    bench.value("fragmented_free_blocks", blist.freeBlocks, unit: "blocks")
     var counts = [UInt64](repeating: 0, count: operations)
     for i in 0..<operations { counts[i] = 1 + random(32) }
-    var fresh = [BlockRun](repeating: BlockRun(start: 0, count: 0), count: operations)
+    var starts = [UInt64](repeating: 0, count: operations)
     bench.measure("allocate_1_to_32_fragmented", operations: operations) {
-        for i in 0..<operations { fresh[i] = BlockRun(start: try! blist.allocate(count: counts[i]), count: counts[i]) }
+        for i in 0..<operations { starts[i] = try! blist.allocate(count: counts[i]) }
     }
     bench.measure("free_1_to_32_fragmented", operations: operations) {
-        for i in 0..<operations { try! blist.free(start: fresh[i].start, count: fresh[i].count) }
+        for i in 0..<operations { try! blist.free(start: starts[i], count: counts[i]) }
     }
 }
 

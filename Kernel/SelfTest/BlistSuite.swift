@@ -183,8 +183,12 @@ private func outOfRangeRejectedWithoutChange(_ t: inout TestContext) {
     expectError(.outOfRange, "free with an overflowing count", &t) { () throws(BlistError) in
         try blist.free(start: 2, count: UInt64.max)
     }
-    expectError(.invalidCount, "free of zero blocks", &t) { () throws(BlistError) in try blist.free(start: 3, count: 0) }
-    expectError(.invalidCount, "allocate zero blocks", &t) { () throws(BlistError) in _ = try blist.allocate(count: 0) }
+    expectError(.invalidCount, "free of zero blocks", &t) { () throws(BlistError) in
+        try blist.free(start: 3, count: 0)
+    }
+    expectError(.invalidCount, "allocate zero blocks", &t) { () throws(BlistError) in
+        _ = try blist.allocate(count: 0)
+    }
     t.expect(blist == before, "refused calls change nothing")
 }
 
@@ -194,7 +198,9 @@ private func fillCountsAlreadyAllocatedBlocks(_ t: inout TestContext) {
     t.expectEqual((try? blist.fill(start: 5, count: 20)) ?? 999, 5, "fill over 5 allocated blocks")
     t.expectEqual(blist.freeBlocks, 2_975, "fill allocated the other 15")
     t.expectEqual((try? blist.fill(start: 0, count: 25)) ?? 999, 25, "fill of an allocated range")
-    expectError(.outOfRange, "fill past the end", &t) { () throws(BlistError) in try blist.fill(start: 2_990, count: 11) }
+    expectError(.outOfRange, "fill past the end", &t) { () throws(BlistError) in
+        try blist.fill(start: 2_990, count: 11)
+    }
     t.expect(blist.isConsistent, "consistent after fills")
 }
 
@@ -291,7 +297,9 @@ private func randomOperationsMatchBitmapModel(_ t: inout TestContext) {
             }
         } else {
             let run = runs.remove(at: Int(random.next(below: UInt64(runs.count))))
-            expectNoError("free a live run", &t) { () throws(BlistError) in try blist.free(start: run.start, count: run.count) }
+            expectNoError("free a live run", &t) { () throws(BlistError) in
+                try blist.free(start: run.start, count: run.count)
+            }
             for block in run.start..<run.end { model[Int(block)] = true }
             modelFree += run.count
         }

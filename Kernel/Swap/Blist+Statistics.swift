@@ -12,25 +12,24 @@ extension Blist {
     /// `2^i ..< 2^(i+1)`. Not O(1): it visits every partly allocated subtree.
     public func freeRunHistogram() -> [UInt64] {
         var histogram = FreeRunHistogram(bucketCount: histogramBucketCount)
-        visitRuns(level: topLevel, node: 0, into: &histogram)
+        withView { $0.visitRuns(level: $0.topLevel, node: 0, into: &histogram) }
         histogram.closeRun()
         return histogram.buckets
     }
 
     /// Heap and inline bytes the blist holds: both arrays at their capacity plus their
-    /// headers, the level table and the value itself (allocator rounding not counted).
+    /// headers and the value itself (allocator rounding not counted).
     public var memoryBytes: UInt64 {
         let arrayHeader = 32
         let bytes = MemoryLayout<Blist>.size
             + leaves.capacity * MemoryLayout<UInt64>.stride + arrayHeader
             + summaries.capacity * MemoryLayout<UInt64>.stride + arrayHeader
-            + levels.capacity * MemoryLayout<LevelLayout>.stride + arrayHeader
         return UInt64(bytes)
     }
 
-    /// Whether every summary matches its children, the free count matches the leaves, the
-    /// padding and everything below the allocated-prefix hint is allocated, and the cursor is
-    /// in range. O(n / 64): for tests and debugging.
+    /// Whether the tree's shape fits its size, every summary matches its children, the free
+    /// count matches the leaves, the padding and everything below the allocated-prefix hint is
+    /// allocated, and the cursor is in range. O(n / 64): for tests and debugging.
     public var isConsistent: Bool {
         guard cursor < blocks, leaves.count == Blist.wordCount(for: blocks) else { return false }
         let padding = ~Blist.validBits(inLastWordOf: blocks)
@@ -40,13 +39,10 @@ extension Blist {
         guard free == freeBlocks else { return false }
         guard allocatedPrefix <= blocks,
               allocatedPrefix == 0 || (try? freeBlocks(start: 0, count: allocatedPrefix)) == 0 else { return false }
-        for level in 1...topLevel {
-            for node in 0..<levels[level].nodeCount
-            where combine(level: level, node: node) != summary(level: level, node: node) {
-                return false
-            }
-        }
-        return levels[topLevel].nodeCount == 1
+        let shape = Blist.emptySummaries(wordCount: leaves.count)
+        let headerWords = 1 + 3 * (Int(shape[0]) + 1)
+        guard summaries.count == shape.count, summaries[0..<headerWords] == shape[0..<headerWords] else { return false }
+        return withView { $0.layout($0.topLevel).nodeCount == 1 && $0.summariesMatchChildren() }
     }
 
     /// Writes a readable picture of the tree through `emit`, one line per call: a header,
@@ -55,14 +51,25 @@ extension Blist {
     public func dump(_ emit: (String) -> Void) {
         emit("blist: blocks \(blocks), free \(freeBlocks), largest free run \(largestFreeRun), "
              + "cursor \(cursor), levels \(topLevel), memory \(memoryBytes) bytes")
-        dumpNode(level: topLevel, node: 0, depth: 1, emit)
+        withView { $0.dumpNode(level: $0.topLevel, node: 0, depth: 1, emit) }
     }
+}
 
-    // MARK: Internals
+extension Blist.TreeView {
+    /// Whether every summary equals the one recomputed from its children.
+    func summariesMatchChildren() -> Bool {
+        for level in 1...topLevel {
+            for node in 0..<layout(level).nodeCount
+            where combine(level: level, node: node) != summary(level: level, node: node) {
+                return false
+            }
+        }
+        return true
+    }
 
     /// Adds the free runs inside `node` on `level` to `histogram`, continuing the run that
     /// ended just before the node.
-    private func visitRuns(level: Int, node: Int, into histogram: inout FreeRunHistogram) {
+    func visitRuns(level: Int, node: Int, into histogram: inout Blist.FreeRunHistogram) {
         let span = Blist.span(level: level)
         let part = summary(level: level, node: node)
         if part.prefix == span {
@@ -79,7 +86,7 @@ extension Blist {
     }
 
     /// Emits `node` on `level` and, unless it is uniform, its children.
-    private func dumpNode(level: Int, node: Int, depth: Int, _ emit: (String) -> Void) {
+    func dumpNode(level: Int, node: Int, depth: Int, _ emit: (String) -> Void) {
         let span = Blist.span(level: level)
         let indent = String(repeating: "  ", count: depth)
         let head = "\(indent)L\(level) #\(node) [\(UInt64(node) * span), +\(span))"
@@ -98,38 +105,40 @@ extension Blist {
     }
 }
 
-/// Counts maximal free runs into power-of-two buckets while the tree is walked in order.
-struct FreeRunHistogram {
-    private(set) var buckets: [UInt64]
-    private var run: UInt64 = 0
+extension Blist {
+    /// Counts maximal free runs into power-of-two buckets while the tree is walked in order.
+    struct FreeRunHistogram {
+        private(set) var buckets: [UInt64]
+        private var run: UInt64 = 0
 
-    init(bucketCount: Int) { buckets = [UInt64](repeating: 0, count: bucketCount) }
+        init(bucketCount: Int) { buckets = [UInt64](repeating: 0, count: bucketCount) }
 
-    /// The current run goes on for `length` more blocks.
-    mutating func extendRun(by length: UInt64) { run += length }
+        /// The current run goes on for `length` more blocks.
+        mutating func extendRun(by length: UInt64) { run += length }
 
-    /// An allocated block (or the end): the current run, if any, is complete.
-    mutating func closeRun() {
-        guard run > 0 else { return }
-        buckets[63 - run.leadingZeroBitCount] += 1
-        run = 0
-    }
+        /// An allocated block (or the end): the current run, if any, is complete.
+        mutating func closeRun() {
+            guard run > 0 else { return }
+            buckets[63 - run.leadingZeroBitCount] += 1
+            run = 0
+        }
 
-    /// Walks the 64 blocks of a leaf word, alternating free and allocated stretches.
-    mutating func add(leaf: UInt64) {
-        var position: UInt64 = 0
-        while position < 64 {
-            let rest = leaf >> position
-            if rest == 0 {
-                closeRun()
-                return
+        /// Walks the 64 blocks of a leaf word, alternating free and allocated stretches.
+        mutating func add(leaf: UInt64) {
+            var position: UInt64 = 0
+            while position < 64 {
+                let rest = leaf >> position
+                if rest == 0 {
+                    closeRun()
+                    return
+                }
+                let allocated = UInt64(rest.trailingZeroBitCount)
+                if allocated > 0 { closeRun() }
+                position += allocated
+                let free = UInt64((~(leaf >> position)).trailingZeroBitCount)
+                run += free
+                position += free
             }
-            let allocated = UInt64(rest.trailingZeroBitCount)
-            if allocated > 0 { closeRun() }
-            position += allocated
-            let free = UInt64((~(leaf >> position)).trailingZeroBitCount)
-            run += free
-            position += free
         }
     }
 }

@@ -8,11 +8,12 @@
 //    allocated. The top level has exactly one node, the root.
 //  - Every summary is exact: the free run at the node's start (prefix), the free run at its
 //    end (suffix) and the longest free run inside it (longest). A node is wholly free iff
-//    prefix == span. Hence root.longest is the longest free run in the tree, a search that
-//    cannot succeed stops at the root, and a subtree is entered only when it holds a fit.
-//  - freeBlocks equals the number of set bits in the leaves; 0 <= cursor < blocks.
-//  - Every block below allocatedPrefix is allocated (a lower bound on the first free block;
-//    it lets an allocation that cuts a longest run skip rescanning what lies before it).
+//    prefix == span. Hence root.longest is the longest free run in the tree, a request that
+//    cannot be met is refused at the root, and a search enters a subtree only if it holds a
+//    fit (or contains the cursor).
+//  - freeBlocks equals the number of set bits in the leaves; 0 <= cursor < blocks; every
+//    block below allocatedPrefix is allocated (a hint that spares an allocation the rescan of
+//    what lies before it when it cuts a longest run).
 //  - Every public mutation validates its arguments and the state it depends on first; when
 //    it throws, nothing has changed.
 // Locks: none inside. The owner (the swap device) serialises every call.
@@ -77,10 +78,9 @@ public struct Blist: Equatable {
     private(set) var allocatedPrefix: UInt64 = 0
     /// The leaf bitmaps, one bit per block, set = free (see the file header).
     private(set) var leaves: [UInt64]
-    /// The inner-node summaries of every level, packed (see `Blist+Summary.swift`).
-    var summaries: [UInt64]
-    /// Where each level lives in `summaries`; `levels[0]` describes the leaves.
-    private(set) var levels: [LevelLayout]
+    /// The tree's shape, then the inner-node summaries of every level, packed (see
+    /// `Blist+Tree.swift`).
+    private(set) var summaries: [UInt64]
 
     /// Creates a tree of `blocks` blocks, all free.
     ///
@@ -92,22 +92,20 @@ public struct Blist: Equatable {
         let wordCount = Blist.wordCount(for: blocks)
         leaves = [UInt64](repeating: ~0, count: wordCount)
         leaves[wordCount - 1] = Blist.validBits(inLastWordOf: blocks)
-        let layout = Blist.layout(wordCount: wordCount)
-        levels = layout.levels
-        summaries = [UInt64](repeating: 0, count: layout.summaryWords)
-        rebuildSummaries(wholeFreeBelow: blocks)
+        summaries = Blist.emptySummaries(wordCount: wordCount)
+        withEditor { $0.rebuildSummaries(wholeFreeBelow: blocks) }
     }
 
     /// Number of blocks currently allocated.
     public var allocatedBlocks: UInt64 { blocks - freeBlocks }
 
     /// Length of the longest run of free blocks; O(1), read from the root.
-    public var largestFreeRun: UInt64 { summary(level: topLevel, node: 0).longest }
+    public var largestFreeRun: UInt64 { withView { $0.summary(level: $0.topLevel, node: 0).longest } }
 
     /// Whether `block` is allocated. Precondition: `block < blocks`.
     public func isAllocated(_ block: UInt64) -> Bool {
         precondition(block < blocks, "Blist.isAllocated: block past the end")
-        return leaves[Int(block >> Blist.leafShift)] & (1 << (block & 63)) == 0
+        return leaves[Blist.wordIndex(of: block)] & (1 << (block & 63)) == 0
     }
 
     /// Number of free blocks in `start ..< start + count`; O(count / 64).
@@ -115,7 +113,7 @@ public struct Blist: Equatable {
     /// Throws `.outOfRange` unless the range lies inside the tree.
     public func freeBlocks(start: UInt64, count: UInt64) throws(BlistError) -> UInt64 {
         try checkRange(start: start, count: count)
-        return count == 0 ? 0 : countFree(start: start, count: count)
+        return count == 0 ? 0 : withView { $0.countFree(start: start, count: count) }
     }
 
     // MARK: Allocation
@@ -128,8 +126,8 @@ public struct Blist: Equatable {
     /// `count` blocks exists (decided at the root without scanning).
     public mutating func allocate(count: UInt64) throws(BlistError) -> UInt64 {
         guard count >= 1 else { throw .invalidCount }
-        guard count <= largestFreeRun else { throw .exhausted }
-        return take(count: count)
+        guard let run = take(atLeast: count, upTo: count) else { throw .exhausted }
+        return run.start
     }
 
     /// Allocates the longest run of at most `upTo` contiguous blocks, which must be at least
@@ -141,9 +139,8 @@ public struct Blist: Equatable {
     /// when the longest free run is shorter than `atLeast`.
     public mutating func allocate(atLeast: UInt64, upTo: UInt64) throws(BlistError) -> BlockRun {
         guard atLeast >= 1 && atLeast <= upTo else { throw .invalidCount }
-        let count = min(upTo, largestFreeRun)
-        guard count >= atLeast else { throw .exhausted }
-        return BlockRun(start: take(count: count), count: count)
+        guard let run = take(atLeast: atLeast, upTo: upTo) else { throw .exhausted }
+        return run
     }
 
     /// Frees the allocated blocks `start ..< start + count`.
@@ -154,9 +151,12 @@ public struct Blist: Equatable {
     public mutating func free(start: UInt64, count: UInt64) throws(BlistError) {
         guard count >= 1 else { throw .invalidCount }
         try checkRange(start: start, count: count)
-        guard !containsFree(start: start, count: count) else { throw .notAllocated }
-        setBits(start: start, count: count, free: true)
-        updateSummaries(start: start, end: start + count, freed: true)
+        guard !withView({ $0.containsFree(start: start, count: count) }) else { throw .notAllocated }
+        let prefix = allocatedPrefix
+        withEditor { editor in
+            editor.setBits(start: start, count: count, free: true)
+            editor.updateSummaries(start: start, end: start + count, freed: true, allocatedPrefix: prefix)
+        }
         freeBlocks += count
         allocatedPrefix = min(allocatedPrefix, start)
     }
@@ -170,10 +170,12 @@ public struct Blist: Equatable {
     public mutating func fill(start: UInt64, count: UInt64) throws(BlistError) -> UInt64 {
         guard count >= 1 else { throw .invalidCount }
         try checkRange(start: start, count: count)
-        let wereFree = countFree(start: start, count: count)
+        let wereFree = withView { $0.countFree(start: start, count: count) }
         if wereFree > 0 {
-            let (first, last) = setBits(start: start, count: count, free: false)
-            refreshSummaries(level: 1, firstChild: first, lastChild: last)
+            withEditor { editor in
+                let words = editor.setBits(start: start, count: count, free: false)
+                editor.refreshSummaries(level: 1, firstChild: words.first, lastChild: words.last)
+            }
             freeBlocks -= wereFree
         }
         if start <= allocatedPrefix { allocatedPrefix = max(allocatedPrefix, start + count) }
@@ -190,7 +192,7 @@ public struct Blist: Equatable {
         guard newBlocks >= 1 && newBlocks <= Blist.maximumBlocks else { throw .invalidSize }
         if newBlocks < blocks {
             let tail = blocks - newBlocks
-            guard countFree(start: newBlocks, count: tail) == tail else {
+            guard withView({ $0.countFree(start: newBlocks, count: tail) }) == tail else {
                 throw .shrinkWouldDropAllocated
             }
             shrinkLeaves(to: newBlocks)
@@ -204,27 +206,33 @@ public struct Blist: Equatable {
         blocks = newBlocks
         if cursor >= blocks { cursor = 0 }
         allocatedPrefix = min(allocatedPrefix, blocks)
-        let layout = Blist.layout(wordCount: leaves.count)
-        levels = layout.levels
-        summaries = [UInt64](repeating: 0, count: layout.summaryWords)
-        rebuildSummaries(wholeFreeBelow: 0)
+        summaries = Blist.emptySummaries(wordCount: leaves.count)
+        withEditor { $0.rebuildSummaries(wholeFreeBelow: 0) }
     }
 
     // MARK: Internals
 
-    /// Allocates a run of `count` blocks that the caller knows exists (count <= longest).
-    private mutating func take(count: UInt64) -> UInt64 {
-        let found = firstFit(count: count, atOrAfter: cursor) ?? firstFit(count: count, atOrAfter: 0)
-        guard let start = found else {
-            preconditionFailure("Blist.allocate: root promised a run that no subtree holds")
+    /// Allocates a run of `min(upTo, largestFreeRun)` blocks, placed next-fit, or returns nil
+    /// (changing nothing) when that is less than `atLeast`.
+    private mutating func take(atLeast: UInt64, upTo: UInt64) -> BlockRun? {
+        let lower = cursor
+        let prefix = allocatedPrefix
+        let taken = withEditor { editor -> BlockRun? in
+            let count = min(upTo, editor.view.summary(level: editor.view.topLevel, node: 0).longest)
+            guard count >= atLeast else { return nil }
+            guard let start = editor.view.firstFit(count: count, atOrAfter: lower)
+                    ?? editor.view.firstFit(count: count, atOrAfter: 0) else {
+                preconditionFailure("Blist.allocate: root promised a run that no subtree holds")
+            }
+            editor.setBits(start: start, count: count, free: false)
+            editor.updateSummaries(start: start, end: start + count, freed: false, allocatedPrefix: prefix)
+            return BlockRun(start: start, count: count)
         }
-        setBits(start: start, count: count, free: false)
-        updateSummaries(start: start, end: start + count, freed: false)
-        freeBlocks -= count
-        if start == allocatedPrefix { allocatedPrefix = start + count }
-        let next = start + count
-        cursor = next == blocks ? 0 : next
-        return start
+        guard let run = taken else { return nil }
+        freeBlocks -= run.count
+        cursor = run.end == blocks ? 0 : run.end
+        if run.start == allocatedPrefix { allocatedPrefix = run.end }
+        return run
     }
 
     /// Throws unless `start ..< start + count` lies inside the tree (overflow-safe).
@@ -232,43 +240,23 @@ public struct Blist: Equatable {
         guard start < blocks && count <= blocks - start else { throw .outOfRange }
     }
 
-    /// Number of free blocks in a non-empty range inside the tree.
-    private func countFree(start: UInt64, count: UInt64) -> UInt64 {
-        let end = start + count
-        var total: UInt64 = 0
-        for word in Blist.wordIndex(of: start)...Blist.wordIndex(of: end - 1) {
-            let bits = leaves[word] & Blist.mask(word: word, start: start, end: end)
-            total += UInt64(bits.nonzeroBitCount)
-        }
-        return total
-    }
-
-    /// Whether any block of a non-empty range inside the tree is free.
-    private func containsFree(start: UInt64, count: UInt64) -> Bool {
-        let end = start + count
-        for word in Blist.wordIndex(of: start)...Blist.wordIndex(of: end - 1)
-        where leaves[word] & Blist.mask(word: word, start: start, end: end) != 0 {
-            return true
-        }
-        return false
-    }
-
-    /// Sets (frees) or clears (allocates) every bit of a non-empty range inside the tree and
-    /// returns the first and last leaf word touched. The caller updates the summaries.
-    @discardableResult
-    private mutating func setBits(start: UInt64, count: UInt64, free: Bool) -> (first: Int, last: Int) {
-        let end = start + count
-        let first = Blist.wordIndex(of: start)
-        let last = Blist.wordIndex(of: end - 1)
-        for word in first...last {
-            let mask = Blist.mask(word: word, start: start, end: end)
-            if free {
-                leaves[word] |= mask
-            } else {
-                leaves[word] &= ~mask
+    /// Runs `body` with read access to the tree's storage.
+    func withView<Result>(_ body: (TreeView) -> Result) -> Result {
+        leaves.withUnsafeBufferPointer { leaves in
+            summaries.withUnsafeBufferPointer { summaries in
+                body(TreeView(leaves: leaves, summaries: summaries))
             }
         }
-        return (first, last)
+    }
+
+    /// Runs `body` with write access to the leaves and summaries: one uniqueness check per
+    /// array for the whole operation. The editor must not escape `body`.
+    mutating func withEditor<Result>(_ body: (TreeEditor) -> Result) -> Result {
+        leaves.withUnsafeMutableBufferPointer { leaves in
+            summaries.withUnsafeMutableBufferPointer { summaries in
+                body(TreeEditor(leaves: leaves, summaries: summaries))
+            }
+        }
     }
 
     /// Cuts the leaves down to `newBlocks` blocks; the dropped blocks are free and the array is
@@ -285,8 +273,7 @@ public struct Blist: Equatable {
         let oldEnd = blocks
         let wordCount = Blist.wordCount(for: newBlocks)
         leaves.append(contentsOf: [UInt64](repeating: 0, count: wordCount - leaves.count))
-        let first = Blist.wordIndex(of: oldEnd)
-        for word in first..<wordCount {
+        for word in Blist.wordIndex(of: oldEnd)..<wordCount {
             leaves[word] |= Blist.mask(word: word, start: oldEnd, end: newBlocks)
         }
     }

@@ -190,7 +190,8 @@ func runReplay(path: String, repeats: Int) throws {
     print("time \(result.nanoseconds) ns, \(decimal(perOperation)) ns/op")
     print("final: blocks \(blist.blocks), free blocks \(blist.freeBlocks), "
           + "largest free run \(blist.largestFreeRun), consistent \(blist.isConsistent)")
-    print("memory \(blist.memoryBytes) bytes, \(decimal(Double(blist.memoryBytes) * 8 / Double(blist.blocks))) bits/block")
+    let bitsPerBlock = Double(blist.memoryBytes) * 8 / Double(blist.blocks)
+    print("memory \(blist.memoryBytes) bytes, \(decimal(bitsPerBlock)) bits/block")
 }
 
 // MARK: Memory report
