@@ -36,6 +36,7 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
     if isSynchronousFromKernel, let fault = decodeAbort(esr: esr, address: frame.pointee.far) {
         if PageFaultDispatcher.handle(fault) == .resolved { return }   // eret restarts the access
     }
+    if frame.pointee.kind == 5, GIC.handleInterrupt() { return }   // IRQ at EL1 with SPx (GIC.swift)
     panicFromTrap(frame)
 }
 

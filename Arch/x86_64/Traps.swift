@@ -27,6 +27,9 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
         let fault = decodePageFault(errorCode: frame.pointee.errorCode, address: readCR2())
         if PageFaultDispatcher.handle(fault) == .resolved { return }   // iretq restarts the access
         panicFromTrap(frame)
+    case 32...255:   // external interrupts: device vectors (LocalAPIC.swift)
+        if LocalAPIC.handleInterrupt(vector: frame.pointee.vector) { return }
+        panicFromTrap(frame)
     default:
         panicFromTrap(frame)
     }

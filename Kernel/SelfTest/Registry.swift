@@ -7,11 +7,13 @@ let allSelfTestSuites: [SelfTestSuite] = [
     pageAllocSuite,
     heapSuite,
     blistSuite,
+    virtioBlockSuite,
 ]
 
 let allBenchmarks: [BenchmarkSuite] = [
     memoryBenchmarks,
     blistBenchmarks,
+    virtioBlockBenchmarks,
 ]
 
 /// Runs every suite as KTAP on the console; a panic inside a test names it.
