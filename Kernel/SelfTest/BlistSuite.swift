@@ -263,17 +263,6 @@ private func memoryNearOneBitPerBlock(_ t: inout TestContext) {
     }
 }
 
-/// A small xorshift generator: the same seed gives the same session on every boot.
-private struct XorShift {
-    var state: UInt64
-    mutating func next(below bound: UInt64) -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state % bound
-    }
-}
-
 /// 3000 seeded allocations and frees on 1025 blocks, against a one-byte-per-block model.
 private func randomOperationsMatchBitmapModel(_ t: inout TestContext) {
     let blocks: UInt64 = 1_025
@@ -281,10 +270,10 @@ private func randomOperationsMatchBitmapModel(_ t: inout TestContext) {
     var model = [Bool](repeating: true, count: Int(blocks))
     var modelFree = blocks
     var runs: [BlockRun] = []
-    var random = XorShift(state: 0x5EED_B115)
+    var random = SplitMix64(seed: 0x5EED_B115)  // same session on every boot
     for _ in 0..<3_000 {
-        if random.next(below: 100) < 55 || runs.isEmpty {
-            let count = 1 + random.next(below: random.next(below: 4) == 0 ? 100 : 8)
+        if random.below(100) < 55 || runs.isEmpty {
+            let count = 1 + random.below(random.below(4) == 0 ? 100 : 8)
             if let start = try? blist.allocate(count: count) {
                 for block in start..<start + count {
                     t.expect(model[Int(block)], "allocated block was free in the model")
@@ -296,7 +285,7 @@ private func randomOperationsMatchBitmapModel(_ t: inout TestContext) {
                 t.expect(count > modelLongestRun(model), "refused only when no run fits")
             }
         } else {
-            let run = runs.remove(at: Int(random.next(below: UInt64(runs.count))))
+            let run = runs.remove(at: Int(random.below(UInt64(runs.count))))
             expectNoError("free a live run", &t) { () throws(BlistError) in
                 try blist.free(start: run.start, count: run.count)
             }

@@ -135,17 +135,12 @@ struct ReferenceBitmap {
     }
 }
 
-/// A seeded generator (SplitMix64), so every failure can be replayed from its seed.
+/// The kernel's SplitMix64 with the helpers these tests use, so every failure can be replayed.
 struct SeededRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(bound, 1))) }
+    var generator: SplitMix64
+    init(state: UInt64) { generator = SplitMix64(seed: state) }
+    mutating func next() -> UInt64 { generator.next() }
+    mutating func below(_ bound: Int) -> Int { Int(generator.below(UInt64(max(bound, 1)))) }
     mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
 }
 

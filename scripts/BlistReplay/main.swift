@@ -213,19 +213,8 @@ func runMemoryReport() throws {
 
 // MARK: Trace generation
 
-/// SplitMix64: a small seeded generator, so a seed always yields the same trace.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in `0 ..< bound`.
-    mutating func below(_ bound: UInt64) -> UInt64 { next() % bound }
-}
+// Traces come from the kernel's SplitMix64 (Kernel/Support/SeededRandom.swift), so a seed
+// always yields the same trace.
 
 /// Writes a swap-like trace: a fill to 70 %, a long churn phase that fragments the tree, a
 /// climb to near full with churn there (allocations start failing), a drain and a final
@@ -244,7 +233,7 @@ struct TraceGenerator {
     init(blocks: UInt64, operations: Int, seed: UInt64) throws {
         self.blocks = blocks
         self.operations = operations
-        random = SplitMix64(state: seed)
+        random = SplitMix64(seed: seed)
         blist = try Blist(blocks: blocks)
     }
 
