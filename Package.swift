@@ -15,6 +15,16 @@ let package = Package(
             path: "Kernel",
             exclude: ["Core", "SelfTest"]
         ),
+        // The concrete page-table formats (Arch/*/...PageTableFormat.swift), compiled on the
+        // host too so tests build and walk real x86_64 and aarch64 tables. In the kernel they
+        // are part of the one Kernel module; HOST_FORMATS makes them import it here.
+        .target(
+            name: "PageTableFormats",
+            dependencies: ["Kernel"],
+            path: "Arch",
+            sources: ["x86_64/X86PageTableFormat.swift", "aarch64/ARM64PageTableFormat.swift"],
+            swiftSettings: [.define("HOST_FORMATS")]
+        ),
         .executableTarget(
             name: "BlistReplay",
             dependencies: ["Kernel"],
@@ -23,7 +33,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KernelTests",
-            dependencies: ["Kernel"],
+            dependencies: ["Kernel", "PageTableFormats"],
             path: "Tests/KernelTests",
             exclude: ["Fixtures"]
         ),

@@ -43,6 +43,7 @@ enum Platform {
     /// A second virtual alias of physical memory (the boot identity map, L0 slot 0), used by the
     /// boot self-test to prove two mappings reach the same frame. Nil where there is none.
     static func identityAlias(of address: PhysicalAddress) -> UnsafeMutableRawPointer? {
-        address.value < directMapLimit ? UnsafeMutableRawPointer(bitPattern: UInt(address.value)) : nil
+        // The kernel pmap drops the identity map (user space owns the low slots): then none.
+        identityMapIsLive && address.value < directMapLimit ? UnsafeMutableRawPointer(bitPattern: UInt(address.value)) : nil
     }
 }

@@ -34,6 +34,7 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
         return
     }
     if isSynchronousFromKernel, let fault = decodeAbort(esr: esr, address: frame.pointee.far) {
+        if resolvePmapEmulationFault(fault) { return }   // the pmap's own AF/dirty emulation (MMU.swift)
         if PageFaultDispatcher.handle(fault) == .resolved { return }   // eret restarts the access
     }
     if frame.pointee.kind == 5, GIC.handleInterrupt() { return }   // IRQ at EL1 with SPx (GIC.swift)

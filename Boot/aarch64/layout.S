@@ -14,3 +14,6 @@
     EXPORT kernel_text_end, __text_end
     EXPORT kernel_image_virtual_start, _start
     EXPORT kernel_image_virtual_end, __kernel_end
+    EXPORT kernel_rodata_start, __rodata_start
+    EXPORT kernel_data_start, __data_start
+    EXPORT kernel_stack_guard_address, kernel_stack_guard

@@ -14,3 +14,6 @@
     EXPORT kernel_stack_top_address, kernel_stack_top
     EXPORT kernel_text_start, __text_start
     EXPORT kernel_text_end, __text_end
+    EXPORT kernel_rodata_start, __rodata_start
+    EXPORT kernel_data_start, __data_start
+    EXPORT kernel_stack_guard_address, kernel_stack_guard

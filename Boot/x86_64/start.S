@@ -174,10 +174,10 @@ long_mode_high:
 
     .section .rodata.boot_gdt, "a", @progbits
     .p2align 3
-high_gdt:
+high_gdt:                                /* accessed bits preset: the pmap maps .rodata read-only */
     .quad 0
-    .quad 0x00AF9A000000FFFF
-    .quad 0x00CF92000000FFFF
+    .quad 0x00AF9B000000FFFF
+    .quad 0x00CF93000000FFFF
 high_gdt_end:
 high_gdt_descriptor:
     .word high_gdt_end - high_gdt - 1

@@ -28,6 +28,7 @@ func kernelMain(_ boot: inout BootInfo) -> Never {
     bootInfo = boot
     printBanner(boot)
     setUpMemory(boot.memoryMap)
+    setUpVirtualMemory()   // vm_page array, kernel pmap (W^X image, direct map), MMU switch
 #if BENCH
     runBenchmarks()
     Platform.exit(success: true)

@@ -16,3 +16,7 @@ var kernelImagePhysicalRange: PhysicalRange {
     PhysicalRange(start: Platform.kernelImagePhysicalAddress(of: kernelImageVirtualStart()),
                   end: Platform.kernelImagePhysicalAddress(of: kernelImageVirtualEnd()))
 }
+
+@_extern(c, "kernel_rodata_start") func kernelReadOnlyDataStart() -> UInt
+@_extern(c, "kernel_data_start") func kernelDataStart() -> UInt
+@_extern(c, "kernel_stack_guard_address") func kernelStackGuard() -> UInt

@@ -8,12 +8,15 @@ let allSelfTestSuites: [SelfTestSuite] = [
     heapSuite,
     blistSuite,
     virtioBlockSuite,
+    vmPageSuite,
+    pmapSuite,
 ]
 
 let allBenchmarks: [BenchmarkSuite] = [
     memoryBenchmarks,
     blistBenchmarks,
     virtioBlockBenchmarks,
+    pmapBenchmarks,
 ]
 
 /// Runs every suite as KTAP on the console; a panic inside a test names it.
