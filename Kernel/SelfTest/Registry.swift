@@ -4,6 +4,7 @@
 
 let allSelfTestSuites: [SelfTestSuite] = [
     bootSuite,
+    stringFunctionSuite,
     pageAllocSuite,
     heapSuite,
     blistSuite,
