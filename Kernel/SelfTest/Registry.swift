@@ -11,6 +11,8 @@ let allSelfTestSuites: [SelfTestSuite] = [
     virtioBlockSuite,
     vmPageSuite,
     pmapSuite,
+    vmObjectSuite,
+    vmFaultSuite,
 ]
 
 let allBenchmarks: [BenchmarkSuite] = [
@@ -18,6 +20,7 @@ let allBenchmarks: [BenchmarkSuite] = [
     blistBenchmarks,
     virtioBlockBenchmarks,
     pmapBenchmarks,
+    vmBenchmarks,
 ]
 
 /// Runs every suite as KTAP on the console; a panic inside a test names it.

@@ -1,0 +1,361 @@
+// Object: a reference-counted, sparse set of pages indexed by offset, with an optional
+// backing (shadow) object and an optional pager. Anonymous objects zero-fill what they lack;
+// physical objects describe a fixed range of physical memory (device memory, firmware RAM).
+// Invariants:
+//  - A page lives in at most one object at one offset: its record's `object`/`offset` name
+//    them (VMObject.identity), and only insert/remove/rename change them.
+//  - referenceCount = map entries naming the object + objects whose `shadow` it is
+//    (`shadowers`) + references held by callers (tests). At 0 the object is cached (if
+//    cacheable) or terminated; termination frees its pages, terminates its pager and drops
+//    its reference to its shadow, iteratively down the chain (never recursion).
+//  - Shadow links are acyclic; `shadowers` lists exactly the objects whose `shadow` is self.
+//  - `copy` (delayed copy) names the newest copy object, whose `shadow` is self; it is not a
+//    reference (the copy references us).
+//  - Resident pages lie below `size`; physical objects hold no resident pages.
+// Locks: (o) object lock (one CPU today; SMP: per object, shadow before backing).
+
+/// Why an object call was refused. Every case leaves the object unchanged.
+public enum ObjectError: Error, Equatable {
+    /// An offset or length is not a multiple of the page size.
+    case unaligned
+    /// The offset lies at or beyond the object's size, or offset + length overflows.
+    case outOfRange
+    /// A page is already resident at that offset.
+    case offsetOccupied
+    /// The page belongs to another object (or is not a managed, in-use page).
+    case pageNotAvailable
+    /// Nothing is resident at that offset.
+    case notResident
+    /// The operation needs a pager and the object has none.
+    case noPager
+    /// The pager failed.
+    case pager(PagerError)
+    /// No page frame left.
+    case outOfMemory
+    /// Physical objects hold no pages and cannot be shadowed in place, cached or grown.
+    case wrongKind
+}
+
+/// A VM object.
+public final class VMObject {
+    /// What the object's pages are.
+    public enum Kind: Equatable {
+        /// Zero-filled on first touch; swap-backed once a pager is attached.
+        case anonymous
+        /// A fixed range of physical memory starting at the given frame.
+        case physical(PhysicalAddress)
+    }
+
+    public let system: VMSystem
+    public let kind: Kind
+    /// Bytes the object covers (anonymous objects grow by `coalesce`).
+    public internal(set) var size: UInt64
+    /// Explicit VM references (see the invariants).
+    public internal(set) var referenceCount = 1
+    /// Resident pages by byte offset.
+    var residentPages: [UInt64: Page] = [:]
+    /// The object this one shadows, and where this object's offset 0 lies in it.
+    public internal(set) var shadow: VMObject? = nil
+    public internal(set) var shadowOffset: UInt64 = 0
+    /// Objects whose `shadow` is this object.
+    var shadowers: [VMObject] = []
+    /// Newest delayed-copy object of this object (unretained: it references us).
+    public internal(set) var copy: VMObject? = nil
+    /// The backing store, if any, and pager offset = object offset + pagerOffset.
+    public internal(set) var pager: (any Pager)? = nil
+    public internal(set) var pagerOffset: UInt64 = 0
+    /// Kept in the object cache at reference count 0 instead of being terminated.
+    public var isCacheable = false
+    /// Key under which the cache finds it (a pager or file identity); 0 = none.
+    public var cacheKey: UInt64 = 0
+    /// Page-ins or page-outs running; collapse and bypass wait for 0.
+    public internal(set) var pagingInProgress = 0
+    public internal(set) var isTerminated = false
+    /// Position in VMSystem.objects.
+    var registryIndex = -1
+    /// Cache LRU links (ObjectCache only).
+    var cacheNewer: VMObject? = nil
+    var cacheOlder: VMObject? = nil
+    public internal(set) var isCached = false
+
+    /// A new object with one reference (the caller's). Anonymous objects start empty;
+    /// `physical` covers [base, base + size). Throws `unaligned` for a size or base off a page.
+    public init(system: VMSystem, kind: Kind = .anonymous, size: UInt64) throws(ObjectError) {
+        guard size & (pageSize - 1) == 0 else { throw .unaligned }
+        if case .physical(let base) = kind {
+            guard base.isPageAligned else { throw .unaligned }
+            guard base.value.addingReportingOverflow(size).overflow == false else { throw .outOfRange }
+        }
+        self.system = system
+        self.kind = kind
+        self.size = size
+        system.register(self)
+    }
+
+    /// The value stored in a page record's `object` field.
+    var identity: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    public var isAnonymous: Bool { kind == .anonymous }
+
+    /// Number of resident pages.
+    public var residentPageCount: Int { residentPages.count }
+
+    /// Resident (offset, page) pairs sorted by offset. O(n log n).
+    public var sortedResidentPages: [(offset: UInt64, page: Page)] {
+        var list: [(offset: UInt64, page: Page)] = []
+        list.reserveCapacity(residentPages.count)
+        for (offset, page) in residentPages { list.append((offset, page)) }
+        list.sort { $0.offset < $1.offset }
+        return list
+    }
+
+    // MARK: References
+
+    /// Adds a reference. Reviving a terminated object is a caller bug.
+    public func reference() {
+        precondition(!isTerminated, "VMObject.reference: object terminated")
+        if isCached { system.cache.remove(self) }
+        referenceCount += 1
+    }
+
+    /// Drops a reference. At 0 the object goes to the cache (if cacheable) or is terminated,
+    /// and termination continues down the shadow chain while each backing object loses its
+    /// last reference, in a loop. When an object is left with exactly one reference and that
+    /// is a shadow's, the shadow is collapsed into it (as FreeBSD's vm_object_deallocate does).
+    public func deallocate() {
+        var current: VMObject? = self
+        while let object = current {
+            current = nil
+            precondition(object.referenceCount > 0, "VMObject.deallocate: reference count underflow")
+            object.referenceCount -= 1
+            if object.referenceCount > 0 {
+                if object.referenceCount == 1, object.shadowers.count == 1 {
+                    object.shadowers[0].collapse()
+                }
+                return
+            }
+            if object.isCacheable && object.pagingInProgress == 0 {
+                object.system.cache.insert(object, in: object.system)
+                return
+            }
+            current = object.terminate()
+        }
+    }
+
+    /// Frees every page and the pager, unlinks the object from its shadow and returns the
+    /// shadow, whose reference the caller must drop (the loop in `deallocate`).
+    func terminate() -> VMObject? {
+        precondition(referenceCount == 0 && shadowers.isEmpty, "VMObject.terminate: object still referenced")
+        precondition(pagingInProgress == 0, "VMObject.terminate: paging in progress")
+        for (_, page) in residentPages {
+            detach(page)
+            system.releasePage(page)
+        }
+        residentPages = [:]
+        pager?.terminate()
+        pager = nil
+        let backing = shadow
+        if let backing {
+            backing.removeShadower(self)
+            if backing.copy === self { backing.copy = nil }
+        }
+        shadow = nil
+        if let copy, copy.shadow === self { preconditionFailure("VMObject.terminate: copy object still shadows it") }
+        copy = nil
+        isTerminated = true
+        system.unregister(self)
+        return backing
+    }
+
+    func addShadower(_ object: VMObject) { shadowers.append(object) }
+
+    func removeShadower(_ object: VMObject) {
+        guard let index = shadowers.firstIndex(where: { $0 === object }) else {
+            preconditionFailure("VMObject.removeShadower: not a shadower")
+        }
+        shadowers.remove(at: index)
+    }
+
+    // MARK: Resident pages
+
+    private func checkOffset(_ offset: UInt64) throws(ObjectError) {
+        guard offset & (pageSize - 1) == 0 else { throw .unaligned }
+        guard offset < size else { throw .outOfRange }
+    }
+
+    /// Checks [offset, offset + length) is a page-aligned range inside the object; returns its end.
+    func checkRange(_ offset: UInt64, _ length: UInt64) throws(ObjectError) -> UInt64 {
+        guard offset & (pageSize - 1) == 0, length & (pageSize - 1) == 0 else { throw .unaligned }
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        guard !overflow, end <= size else { throw .outOfRange }
+        return end
+    }
+
+    /// Makes `page` (managed, in use, owned by no object) resident at `offset` and puts it on
+    /// the active queue. Throws `unaligned`, `outOfRange`, `offsetOccupied`, `pageNotAvailable`,
+    /// `wrongKind` for a physical object.
+    public func insert(_ page: Page, at offset: UInt64) throws(ObjectError) {
+        guard isAnonymous else { throw .wrongKind }
+        try checkOffset(offset)
+        guard residentPages[offset] == nil else { throw .offsetOccupied }
+        guard page.isManaged, page.queue != .free, page.object == nil, !page.isPageTable else { throw .pageNotAvailable }
+        attach(page, at: offset)
+        if page.wireCount == 0 { try? system.pages.activate(page) }
+    }
+
+    /// The page resident at `offset`, or nil.
+    public func page(at offset: UInt64) -> Page? { residentPages[offset] }
+
+    /// Detaches and returns the page at `offset`; it keeps its mappings and queue: the caller
+    /// owns it now. Throws `unaligned`, `outOfRange`, `notResident`.
+    public func remove(at offset: UInt64) throws(ObjectError) -> Page {
+        try checkOffset(offset)
+        guard let page = residentPages.removeValue(forKey: offset) else { throw .notResident }
+        detach(page)
+        return page
+    }
+
+    /// Moves the page at `offset` to `target` at `targetOffset` (its mappings stay: the frame
+    /// and its contents do not change). Throws the offset errors of both objects,
+    /// `notResident` or `offsetOccupied`.
+    public func rename(at offset: UInt64, to target: VMObject, at targetOffset: UInt64) throws(ObjectError) {
+        try checkOffset(offset)
+        guard target.isAnonymous else { throw .wrongKind }
+        try target.checkOffset(targetOffset)
+        guard let page = residentPages[offset] else { throw .notResident }
+        guard target.residentPages[targetOffset] == nil else { throw .offsetOccupied }
+        residentPages[offset] = nil
+        detach(page)
+        target.attach(page, at: targetOffset)
+    }
+
+    func attach(_ page: Page, at offset: UInt64) {
+        precondition(page.object == nil, "VMObject.attach: page in two objects")
+        residentPages[offset] = page
+        page.object = identity
+        page.offset = offset
+    }
+
+    func detach(_ page: Page) {
+        precondition(page.object == identity, "VMObject.detach: page of another object")
+        page.object = nil
+        page.offset = 0
+    }
+
+    /// Resident pages in [start, end), in no order. Picks probing or scanning by size.
+    func residentPages(from start: UInt64, to end: UInt64) -> [(offset: UInt64, page: Page)] {
+        var found: [(offset: UInt64, page: Page)] = []
+        if (end - start) >> pageShift <= UInt64(residentPages.count) {
+            var offset = start
+            while offset < end {
+                if let page = residentPages[offset] { found.append((offset, page)) }
+                offset += pageSize
+            }
+        } else {
+            for (offset, page) in residentPages where offset >= start && offset < end { found.append((offset, page)) }
+        }
+        return found
+    }
+
+    /// Frees every page in [offset, offset + length), removing all their mappings first, and
+    /// discards the pager's data there. Wired pages are refused before anything changes.
+    /// Throws `unaligned`, `outOfRange`, `pageNotAvailable` (a page in the range is wired).
+    public func removeRange(offset: UInt64, length: UInt64) throws(ObjectError) {
+        let end = try checkRange(offset, length)
+        let victims = residentPages(from: offset, to: end)
+        for (_, page) in victims where page.wireCount > 0 { throw .pageNotAvailable }
+        for (pageOffset, page) in victims {
+            residentPages[pageOffset] = nil
+            detach(page)
+            system.releasePage(page)
+        }
+        pager?.discard((offset + pagerOffset)..<(end + pagerOffset))
+    }
+
+    /// Restricts every mapping of every resident page in the range to at most `protection`
+    /// (through the reverse map, in every address space). Throws `unaligned`, `outOfRange`.
+    public func protectRange(offset: UInt64, length: UInt64, to protection: Protection) throws(ObjectError) {
+        let end = try checkRange(offset, length)
+        for (_, page) in residentPages(from: offset, to: end) {
+            system.mappings.pageProtect(page, to: protection)
+        }
+    }
+
+    /// Writes every modified resident page in the range to the pager and marks it clean
+    /// (write-protecting its mappings first so a write during the page-out faults and
+    /// re-dirties it). Returns the number of pages written. Throws `unaligned`, `outOfRange`,
+    /// `noPager`, or `pager(error)` (pages before the failing one stay clean).
+    @discardableResult
+    public func clean(offset: UInt64, length: UInt64) throws(ObjectError) -> Int {
+        let end = try checkRange(offset, length)
+        guard let pager else { throw .noPager }
+        var dirty = residentPages(from: offset, to: end).filter { system.mappings.isModified($0.page) }
+        dirty.sort { $0.offset < $1.offset }
+        var written = 0
+        pagingInProgress += 1
+        defer { pagingInProgress -= 1 }
+        for (pageOffset, page) in dirty {
+            system.mappings.pageProtect(page, to: .readExecute)
+            do {
+                try pager.pageOut(page, at: pageOffset + pagerOffset)
+            } catch {
+                throw .pager(error)
+            }
+            system.mappings.clearModified(page)
+            written += 1
+        }
+        return written
+    }
+
+    /// Attaches `pager` as this anonymous object's backing store (pager offset = offset).
+    /// Throws `wrongKind` for a physical object or if a pager is attached already.
+    public func setPager(_ pager: any Pager) throws(ObjectError) {
+        guard isAnonymous, self.pager == nil else { throw .wrongKind }
+        self.pager = pager
+        pagerOffset = 0
+    }
+
+    /// Brings the page at `offset` in from the pager into a new resident page. Only the fault
+    /// path and tests call it. Throws `notResident` if the pager has no data there.
+    func pageIn(at offset: UInt64) throws(ObjectError) -> Page {
+        guard let pager, pager.hasData(at: offset + pagerOffset) else { throw .notResident }
+        guard let page = system.allocatePage(zeroed: false) else { throw .outOfMemory }
+        pagingInProgress += 1
+        defer { pagingInProgress -= 1 }
+        do {
+            try pager.pageIn(page, at: offset + pagerOffset)
+        } catch {
+            try? system.pages.free(page)
+            throw .pager(error)
+        }
+        attach(page, at: offset)
+        try? system.pages.activate(page)
+        system.statistics.pageIns += 1
+        return page
+    }
+
+    // MARK: Coalesce
+
+    /// Grows this anonymous object in place so that [offset, offset + length + extra) is
+    /// backed by it, when a new anonymous allocation of `extra` bytes lands right after a
+    /// mapping of [offset, offset + length). Only possible if nobody else can see the object
+    /// (one reference, no shadowers, no pager, no copy object). Stale pages in the grown part
+    /// (left by an earlier shrink) are freed. Returns false, changing nothing, otherwise.
+    public func coalesce(offset: UInt64, length: UInt64, extra: UInt64) -> Bool {
+        guard isAnonymous, referenceCount == 1, shadowers.isEmpty, pager == nil, copy == nil, !isCached else { return false }
+        guard offset & (pageSize - 1) == 0, length & (pageSize - 1) == 0, extra & (pageSize - 1) == 0 else { return false }
+        let (end, overflow1) = offset.addingReportingOverflow(length)
+        guard !overflow1 else { return false }
+        let (newEnd, overflow2) = end.addingReportingOverflow(extra)
+        guard !overflow2 else { return false }
+        let stale = residentPages(from: end, to: max(size, end))
+        if stale.contains(where: { $0.page.wireCount > 0 }) { return false }
+        for (pageOffset, page) in stale {
+            residentPages[pageOffset] = nil
+            detach(page)
+            system.releasePage(page)
+        }
+        if newEnd > size { size = newEnd }
+        return true
+    }
+}

@@ -1,0 +1,51 @@
+// Pager: the protocol between a VM object and its backing store (swap, a device, a test
+// double). The object owns resident pages; the pager owns everything that is not resident.
+// Offsets given to a pager are pager offsets: object offset + the object's `pagerOffset`
+// (collapse can hand a backing object's pager to its shadow, whose offsets are shifted).
+// Invariants: a pager belongs to at most one live object; data the pager holds for an offset
+// is older than a resident page at the same offset (pageOut makes them equal, the object
+// then decides); `discard` and `absorb` are the only ways data leaves a pager besides
+// `terminate`.
+// Locks: (o) the owning object's lock; one CPU today.
+
+/// Why a pager call failed. Every case leaves the pager's data unchanged.
+public enum PagerError: Error, Equatable {
+    /// The backing store has no room (swap full).
+    case noSpace
+    /// The device reported an error.
+    case ioError
+    /// The pager holds no data at that offset.
+    case noData
+}
+
+/// Backing store of one VM object. Class-bound so an object can hold `any Pager`
+/// (Embedded Swift allows existentials of class-bound protocols only).
+public protocol Pager: AnyObject {
+    /// True if the pager holds data for the page at `offset`.
+    func hasData(at offset: UInt64) -> Bool
+
+    /// Fills `page` with the data at `offset`. Throws `noData` or `ioError`.
+    func pageIn(_ page: Page, at offset: UInt64) throws(PagerError)
+
+    /// Stores `page`'s contents as the data at `offset` (the page stays resident).
+    /// Throws `noSpace` or `ioError`.
+    func pageOut(_ page: Page, at offset: UInt64) throws(PagerError)
+
+    /// Forgets the data of every page in `range` (pages freed, or shadowed by newer ones).
+    func discard(_ range: Range<UInt64>)
+
+    /// Offsets in `range` for which the pager holds data, ascending.
+    func offsetsWithData(in range: Range<UInt64>) -> [UInt64]
+
+    /// Collapse support: takes over `source`'s data for source offsets in `range`, storing the
+    /// data found at source offset `s` at `s - range.lowerBound + destinationStart`, except
+    /// where `keep(destinationOffset)` says this pager's object already has a newer page (that
+    /// data is discarded). Data outside `range` stays with `source`, which the caller then
+    /// terminates. Returns false, changing nothing, if this pager cannot take that source's
+    /// data (a different kind of store): the object then does not collapse.
+    func absorb(_ source: any Pager, range: Range<UInt64>, destinationStart: UInt64,
+                keep: (UInt64) -> Bool) -> Bool
+
+    /// Releases every resource (swap blocks); the pager is never used again.
+    func terminate()
+}
