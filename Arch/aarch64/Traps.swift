@@ -36,6 +36,10 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
     if isSynchronousFromKernel, let fault = decodeAbort(esr: esr, address: frame.pointee.far) {
         if resolvePmapEmulationFault(fault) { return }   // the pmap's own AF/dirty emulation (MMU.swift)
         if PageFaultDispatcher.handle(fault) == .resolved { return }   // eret restarts the access
+        if let recovery = probeRecoveryAddress(forFaultAt: frame.pointee.elr) {
+            frame.pointee.elr = recovery   // a probe access: it returns the fault as an error
+            return
+        }
     }
     if frame.pointee.kind == 5, GIC.handleInterrupt() { return }   // IRQ at EL1 with SPx (GIC.swift)
     panicFromTrap(frame)

@@ -26,6 +26,10 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
     case X86Trap.pageFault:
         let fault = decodePageFault(errorCode: frame.pointee.errorCode, address: readCR2())
         if PageFaultDispatcher.handle(fault) == .resolved { return }   // iretq restarts the access
+        if let recovery = probeRecoveryAddress(forFaultAt: frame.pointee.rip) {
+            frame.pointee.rip = recovery   // a probe access: it returns the fault as an error
+            return
+        }
         panicFromTrap(frame)
     case 32...255:   // external interrupts: device vectors (LocalAPIC.swift)
         if LocalAPIC.handleInterrupt(vector: frame.pointee.vector) { return }

@@ -2,8 +2,10 @@
 // address spaces, load them into the MMU, and touch user virtual addresses from the kernel:
 // the CPU faults, the trap code hands the decoded fault to vm_fault through the test bed's
 // handler, which zero-fills, copies on write or maps the page, and the instruction restarts.
-// Bad accesses are exercised through VMMap.fault, which returns the typed error a real bad
-// access would turn into a signal. The auditor runs after every test.
+// Bad accesses are exercised both through VMMap.fault, which returns the typed error, and
+// through real MMU faults with probe accesses (Kernel/Core/Probe.swift), which come back as
+// an error instead of a panic, the way a user access would become a signal. The auditor runs
+// after every test.
 
 let vmFaultSuite = SelfTestSuite("vm_fault", [
     vmTest("zero_fill_fault_maps_zeroed_page", zeroFillFaultMapsZeroedPage),
@@ -21,6 +23,7 @@ let vmFaultSuite = SelfTestSuite("vm_fault", [
     vmTest("unmap_then_access_returns_not_mapped", unmapThenAccessReturnsNotMapped),
     vmTest("physical_object_maps_its_frame", physicalObjectMapsItsFrame),
     vmTest("bad_map_arguments_typed_errors_no_change", badMapArgumentsAreTypedErrors),
+    vmTest("bad_access_through_mmu_fault_returns_error_not_panic", badAccessThroughMMUReturnsError),
 ])
 
 private func offset(_ page: Int) -> UInt64 { UInt64(page) << pageShift }
@@ -291,4 +294,17 @@ private func badMapArgumentsAreTypedErrors(_ t: inout TestContext, _ bed: VMTest
     check(.notMapped, "wire over a hole", &t) { () throws(MapError) in try map.wire(start: vmTestBase, length: offset(4)) }
     t.expectEqual(map.entries.count, 1, "map unchanged")
     t.expect(map.entries[0].protection == .readWrite, "protection unchanged")
+}
+
+private func badAccessThroughMMUReturnsError(_ t: inout TestContext, _ bed: VMTestBed) {
+    guard let map = anonymousMap(&t, bed, pages: 2, protection: .readOnly) else { return }
+    let faults = PageFaultDispatcher.faultCount
+    t.expectEqual(probeLoad(vmTestBase) ?? 1, 0, "a good read through a zero-fill fault succeeds")
+    t.expect(!probeStore(vmTestBase, 0xBAD), "a write to a read-only page comes back as an error")
+    t.expectEqual(probeLoad(vmTestBase) ?? 1, 0, "and changed nothing")
+    t.expect(probeLoad(vmTestBase + offset(64)) == nil, "a read outside every entry comes back as an error")
+    t.expect(probeLoad(0) == nil, "a null read comes back as an error")
+    t.expect(PageFaultDispatcher.faultCount - faults >= 4, "every bad access was a real MMU fault")
+    t.expectEqual(bed.takeUnresolvedFaults(), 3, "vm_fault refused exactly the three bad accesses")
+    t.expect((try? map.pmap.extract(VirtualAddress(vmTestBase + offset(64)))) == nil, "nothing was mapped")
 }

@@ -25,7 +25,8 @@ func kernelVMSystem() -> VMSystem {
 
 /// The map whose faults the installed handler resolves (the active one).
 private nonisolated(unsafe) var faultingMap: VMMap? = nil
-/// Errors vm_fault returned to the handler (a real bad access would then panic).
+/// Errors vm_fault returned to the handler (a probe access then gets an error; any other
+/// kernel access panics).
 private nonisolated(unsafe) var unresolvedFaults = 0
 
 /// A VM self-test: `body` runs on a fresh test bed; the auditor and leak checks follow.
@@ -162,6 +163,13 @@ final class VMTestBed {
             t.note("\(text(what)): \(text(failure.rule)) at \(formatted(failure.address)) value \(failure.value)")
             t.expect(false, "VM invariants hold")
         }
+    }
+
+    /// Unresolved faults so far, which the caller expected (probe accesses); resets the count
+    /// that `finish` requires to be zero.
+    func takeUnresolvedFaults() -> Int {
+        defer { unresolvedFaults = 0 }
+        return unresolvedFaults
     }
 
     /// Audit with live maps, tear down, audit again, check for leaks, restore the handler.
