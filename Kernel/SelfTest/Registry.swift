@@ -13,6 +13,7 @@ let allSelfTestSuites: [SelfTestSuite] = [
     pmapSuite,
     vmObjectSuite,
     vmFaultSuite,
+    swapPagerSuite,
 ]
 
 let allBenchmarks: [BenchmarkSuite] = [

@@ -1,0 +1,198 @@
+// SwapDisk: one block device (or a window of one) as swap space sees it: whole pages moved
+// between the device and physical memory, split into requests the device accepts.
+// Invariants:
+//  - The window [firstBlock, firstBlock + pageCount * blocksPerPage) lies inside the device;
+//    page p of the window is device block firstBlock + p * blocksPerPage.
+//  - The disk is used by swap alone while it is swapped on: every completion it reaps belongs
+//    to a request it submitted, and `transfer` returns only when all of its requests finished.
+//  - Erasure without existentials: the generic device is captured by four closures when the
+//    disk is made, so SwapSpace holds disks of different driver types in one array and every
+//    call into the driver is still specialised.
+// Locks: none; SwapSpace's owner serialises calls.
+
+/// A page-granular view of a window of a `BlockDevice`, used by `SwapSpace`.
+public final class SwapDisk {
+    /// The device's geometry.
+    public let geometry: BlockGeometry
+    /// First device block of the window.
+    public let firstBlock: UInt64
+    /// Whole pages in the window.
+    public let pageCount: UInt64
+    /// Device blocks per page.
+    public let blocksPerPage: UInt64
+
+    private let submitRequest: (BlockOperation, UInt64, [BlockSegment], UInt64) throws(BlockDeviceError) -> Void
+    private let reapRequests: ((BlockCompletion) -> Void) -> Int
+    private let waitForDevice: () -> Void
+    private var nextTag: UInt64 = 1
+
+    /// Wraps `device`, using device blocks [firstBlock, firstBlock + blockCount) (to the end of
+    /// the device when `blockCount` is nil). Throws `unsupportedBlockSize` when the device's
+    /// block size does not divide the page size, `readOnlyDevice`, and `windowOutOfRange`
+    /// when the window does not lie inside the device or holds less than one page.
+    /// (A static function, not an init: Embedded Swift allows no generic initialiser on a class.)
+    public static func over<Device: BlockDevice>(_ device: Device, firstBlock: UInt64 = 0,
+                                                 blockCount: UInt64? = nil) throws(SwapError) -> SwapDisk {
+        let geometry = device.geometry
+        guard geometry.blockSize > 0, geometry.blockSize <= Int(pageSize),
+              Int(pageSize) % geometry.blockSize == 0 else { throw .unsupportedBlockSize }
+        guard !geometry.isReadOnly else { throw .readOnlyDevice }
+        guard firstBlock < geometry.blockCount else { throw .windowOutOfRange }
+        let available = geometry.blockCount - firstBlock
+        let blocks = blockCount ?? available
+        guard blocks <= available else { throw .windowOutOfRange }
+        let perPage = pageSize / UInt64(geometry.blockSize)
+        guard blocks / perPage >= 1 else { throw .windowOutOfRange }
+        return SwapDisk(geometry: geometry, firstBlock: firstBlock, pageCount: blocks / perPage, blocksPerPage: perPage,
+                        submit: { (operation, block, segments, tag) throws(BlockDeviceError) in
+                            try device.submit(operation, at: block, segments: segments, tag: tag)
+                        },
+                        reap: { body in device.reapCompletions(body) },
+                        wait: { device.waitForCompletions() })
+    }
+
+    private init(geometry: BlockGeometry, firstBlock: UInt64, pageCount: UInt64, blocksPerPage: UInt64,
+                 submit: @escaping (BlockOperation, UInt64, [BlockSegment], UInt64) throws(BlockDeviceError) -> Void,
+                 reap: @escaping ((BlockCompletion) -> Void) -> Int, wait: @escaping () -> Void) {
+        self.geometry = geometry
+        self.firstBlock = firstBlock
+        self.pageCount = pageCount
+        self.blocksPerPage = blocksPerPage
+        submitRequest = submit
+        reapRequests = reap
+        waitForDevice = wait
+    }
+
+    /// Moves the pages `frames` to or from window pages `page ..< page + frames.count`, as
+    /// few requests as the device's segment limits allow, all in flight together, and waits
+    /// for every one. Throws the first failure (after all requests finished); a failed read
+    /// leaves the frames' contents undefined. Precondition: the pages lie in the window.
+    public func transfer(_ operation: BlockOperation, page: UInt64, frames: [PhysicalAddress]) throws(BlockDeviceError) {
+        precondition(page < pageCount && UInt64(frames.count) <= pageCount - page, "SwapDisk.transfer: pages outside the window")
+        let requests = plan(frames)
+        var outstanding: [UInt64] = []
+        var failure: BlockDeviceError? = nil
+        var pageIndex = page
+        for request in requests {
+            let tag = nextTag
+            nextTag &+= 1
+            let block = firstBlock + pageIndex * blocksPerPage
+            var submitted = false
+            while !submitted {
+                do {
+                    try submitRequest(operation, block, request.segments, tag)
+                    submitted = true
+                } catch .queueFull where !outstanding.isEmpty {
+                    collect(&outstanding, &failure, all: false)
+                } catch {
+                    failure = failure ?? error
+                    break
+                }
+            }
+            if submitted { outstanding.append(tag) }
+            pageIndex += UInt64(request.pages)
+            if failure != nil { break }
+        }
+        collect(&outstanding, &failure, all: true)
+        if let failure { throw failure }
+    }
+
+    /// Waits for and reaps completions of `outstanding` (all of them, or at least one).
+    private func collect(_ outstanding: inout [UInt64], _ failure: inout BlockDeviceError?, all: Bool) {
+        let target = all ? 0 : outstanding.count - 1
+        while outstanding.count > target {
+            waitForDevice()
+            _ = reapRequests { completion in
+                if let index = outstanding.firstIndex(of: completion.tag) {
+                    outstanding.remove(at: index)
+                    if let error = completion.error, failure == nil { failure = error }
+                }
+            }
+        }
+    }
+
+    /// One device request: its segments and how many pages it moves.
+    struct Request {
+        var segments: [BlockSegment]
+        var pages: Int
+    }
+
+    /// Splits `frames` into requests: physically adjacent frames share a segment (up to
+    /// `maxSegmentBytes`), and a request carries at most `maxSegments` segments.
+    func plan(_ frames: [PhysicalAddress]) -> [Request] {
+        var requests: [Request] = []
+        var current = Request(segments: [], pages: 0)
+        let maxSegmentBytes = max(geometry.maxSegmentBytes, Int(pageSize))
+        let maxSegments = max(geometry.maxSegments, 1)
+        for frame in frames {
+            if let last = current.segments.last,
+               last.address.advanced(by: UInt64(last.byteCount)) == frame,
+               last.byteCount + Int(pageSize) <= maxSegmentBytes {
+                current.segments[current.segments.count - 1].byteCount += Int(pageSize)
+            } else {
+                if current.segments.count == maxSegments {
+                    requests.append(current)
+                    current = Request(segments: [], pages: 0)
+                }
+                current.segments.append(BlockSegment(pages: 1, at: frame))
+            }
+            current.pages += 1
+        }
+        if current.pages > 0 { requests.append(current) }
+        return requests
+    }
+}
+
+/// The header written to the first page of every swap device's window at swapon.
+public struct SwapHeader: Equatable {
+    /// "SWIFTSWP", little-endian.
+    public static var magic: UInt64 { 0x5057_5354_4649_5753 }
+    /// Layout version.
+    public static var version: UInt32 { 1 }
+
+    /// Pages in the window, header included.
+    public var pageCount: UInt64
+    /// The identity swapon gave the device (caller-chosen, e.g. from a seeded generator).
+    public var identifier: UInt64
+    /// Interleave slot the device occupied.
+    public var slot: UInt32
+
+    public init(pageCount: UInt64, identifier: UInt64, slot: UInt32) {
+        self.pageCount = pageCount
+        self.identifier = identifier
+        self.slot = slot
+    }
+
+    /// Writes the header into the page at `bytes` (the rest of the page is zeroed; a checksum
+    /// of the whole page closes it).
+    public func write(to bytes: UnsafeMutableRawPointer) {
+        bytes.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pageSize))
+        bytes.storeBytes(of: SwapHeader.magic, toByteOffset: 0, as: UInt64.self)
+        bytes.storeBytes(of: SwapHeader.version, toByteOffset: 8, as: UInt32.self)
+        bytes.storeBytes(of: UInt32(truncatingIfNeeded: pageSize), toByteOffset: 12, as: UInt32.self)
+        bytes.storeBytes(of: pageCount, toByteOffset: 16, as: UInt64.self)
+        bytes.storeBytes(of: identifier, toByteOffset: 24, as: UInt64.self)
+        bytes.storeBytes(of: slot, toByteOffset: 32, as: UInt32.self)
+        bytes.storeBytes(of: SwapChecksum.of(bytes), toByteOffset: 36, as: UInt32.self)
+    }
+
+    /// Reads and checks a header page. Throws `badHeader` for a wrong magic, version, page
+    /// size or checksum.
+    public static func read(from bytes: UnsafeRawPointer) throws(SwapError) -> SwapHeader {
+        guard bytes.load(fromByteOffset: 0, as: UInt64.self) == magic,
+              bytes.load(fromByteOffset: 8, as: UInt32.self) == version,
+              bytes.load(fromByteOffset: 12, as: UInt32.self) == UInt32(truncatingIfNeeded: pageSize) else { throw .badHeader }
+        let stored = bytes.load(fromByteOffset: 36, as: UInt32.self)
+        // The checksum was computed with its own field zero: recompute on a copy.
+        var copy = [UInt8](repeating: 0, count: Int(pageSize))
+        let computed = copy.withUnsafeMutableBytes { buffer -> UInt32 in
+            buffer.baseAddress!.copyMemory(from: bytes, byteCount: Int(pageSize))
+            buffer.baseAddress!.storeBytes(of: 0, toByteOffset: 36, as: UInt32.self)
+            return SwapChecksum.of(buffer.baseAddress!)
+        }
+        guard computed == stored else { throw .badHeader }
+        return SwapHeader(pageCount: bytes.load(fromByteOffset: 16, as: UInt64.self),
+                          identifier: bytes.load(fromByteOffset: 24, as: UInt64.self),
+                          slot: bytes.load(fromByteOffset: 32, as: UInt32.self))
+    }
+}

@@ -1,0 +1,351 @@
+// SwapPager: backing store of an anonymous VM object in swap space — per-object metadata
+// (SwapMetadata), pagein with read-ahead, clustered pageout, error handling and checksums.
+// Invariants:
+//  - Every slot in `metadata` names a block that is in use in `space` and holds the page
+//    whose checksum the slot records; no block is named by two slots (of any pager).
+//  - A page's data is written to a new block before its old slot is replaced, so a failed
+//    pageout never loses the previous copy; the old block is freed only after success.
+//  - Write error: the failing block is quarantined, the page is retried on another block
+//    (`writeAttempts` in all); if every attempt fails the page is reported and stays dirty
+//    (the caller keeps it resident). Read error or checksum mismatch: only that page is
+//    reported; other pages of the same read-ahead are unaffected.
+//  - A pagein keeps the slot (the page is clean and can be dropped again without a write);
+//    the VM discards it when the page is dirtied or freed.
+// Offsets on the Pager protocol are bytes; internally everything is a page index.
+// Locks: (o) the owning object's lock; SwapSpace calls are serialised by the caller.
+
+/// Why a swap pager operation failed for a page.
+public enum SwapPagerError: Error, Equatable {
+    /// No swap block could be allocated (swap full, or no device).
+    case noSpace
+    /// The device failed the transfer (after the retries, for writes).
+    case io(BlockDeviceError)
+    /// The data read back does not match the checksum recorded at pageout.
+    case corrupted
+    /// The pager holds no data at that index.
+    case noData
+    /// The index is at or past `SwapMetadata.maximumIndex` (or the offset is not aligned).
+    case offsetOutOfRange
+
+    /// The nearest `PagerError` (the protocol has no corruption case yet; see README notes).
+    public var pagerError: PagerError {
+        switch self {
+        case .noSpace: return .noSpace
+        case .noData, .offsetOutOfRange: return .noData
+        case .io, .corrupted: return .ioError
+        }
+    }
+}
+
+/// The pages to read around a faulting page: indices `indices` live in consecutive swap
+/// blocks starting at `firstBlock`.
+public struct PageInPlan: Equatable {
+    public var indices: Range<UInt64>
+    public var firstBlock: UInt64
+
+    public init(indices: Range<UInt64>, firstBlock: UInt64) {
+        self.indices = indices
+        self.firstBlock = firstBlock
+    }
+}
+
+/// The swap pager of one object.
+public final class SwapPager: Pager {
+    /// Most pages read on each side of the faulting page.
+    public static var readAheadPages: UInt64 { 7 }
+    /// Most pages written by one pageout I/O.
+    public static var clusterPages: Int { 16 }
+    /// Blocks tried per page before a write error is reported.
+    public static var writeAttempts: Int { 3 }
+
+    /// The swap space the blocks come from.
+    public let space: SwapSpace
+    /// Page index -> slot.
+    public private(set) var metadata: SwapMetadata
+    /// Counters for tests and benchmarks.
+    public private(set) var pageInReads: UInt64 = 0
+    public private(set) var pageOutWrites: UInt64 = 0
+
+    /// A pager over `space` for an object of about `pageCountHint` pages.
+    public init(space: SwapSpace, pageCountHint: UInt64) {
+        self.space = space
+        metadata = SwapMetadata(pageCountHint: pageCountHint)
+    }
+
+    // MARK: Planning
+
+    /// The read-ahead for a fault on `index`: the faulting page plus up to `readAheadPages`
+    /// pages on each side whose blocks continue the faulting page's block contiguously,
+    /// stopping at `bounds` (the object's pages) and at pages `isResident` says are present
+    /// (their data is newer). Nil if the pager holds no data for `index`.
+    public func readAheadPlan(around index: UInt64, within bounds: Range<UInt64>,
+                              isResident: (UInt64) -> Bool) -> PageInPlan? {
+        guard bounds.contains(index), let center = metadata.slot(at: index) else { return nil }
+        let block = UInt64(center.block)
+        var low = index
+        while index - low < SwapPager.readAheadPages, low > bounds.lowerBound, !isResident(low - 1),
+              let slot = metadata.slot(at: low - 1), index - (low - 1) <= block,
+              UInt64(slot.block) == block - (index - (low - 1)) {
+            low -= 1
+        }
+        var high = index + 1
+        while high - index - 1 < SwapPager.readAheadPages, high < bounds.upperBound, !isResident(high),
+              let slot = metadata.slot(at: high), UInt64(slot.block) == block + (high - index) {
+            high += 1
+        }
+        return PageInPlan(indices: low..<high, firstBlock: block - (index - low))
+    }
+
+    /// Splits the ascending page indices `dirty` into pageout clusters: runs of consecutive
+    /// indices of at most `clusterPages` pages (consecutive, so that a later fault's
+    /// read-ahead finds them in consecutive blocks).
+    public static func clusters(of dirty: [UInt64]) -> [Range<UInt64>] {
+        var clusters: [Range<UInt64>] = []
+        var start: UInt64? = nil
+        var end: UInt64 = 0
+        for index in dirty {
+            if let first = start, index == end, end - first < UInt64(clusterPages) {
+                end += 1
+            } else {
+                if let first = start { clusters.append(first..<end) }
+                start = index
+                end = index + 1
+            }
+        }
+        if let first = start { clusters.append(first..<end) }
+        return clusters
+    }
+
+    // MARK: Pagein
+
+    /// Reads `plan` into `pages` (one page per index of the plan, in order) with one I/O,
+    /// verifies every checksum, and returns one result per page: nil when the page holds its
+    /// data, else why not. If the I/O fails, each page is retried alone so one bad block
+    /// costs only its own page.
+    public func pageIn(_ pages: [Page], plan: PageInPlan) -> [SwapPagerError?] {
+        precondition(UInt64(pages.count) == UInt64(plan.indices.count), "SwapPager.pageIn: one page per planned index")
+        var results = [SwapPagerError?](repeating: nil, count: pages.count)
+        for (position, index) in plan.indices.enumerated() {
+            guard let slot = metadata.slot(at: index), UInt64(slot.block) == plan.firstBlock + UInt64(position) else {
+                preconditionFailure("SwapPager.pageIn: plan does not match the metadata")
+            }
+        }
+        let frames = pages.map { $0.physicalAddress }
+        pageInReads += 1
+        do {
+            try space.read(start: plan.firstBlock, into: frames)
+        } catch {
+            if pages.count == 1 {
+                results[0] = SwapPager.ioError(error)
+                return results
+            }
+            for position in pages.indices {
+                pageInReads += 1
+                do { try space.read(start: plan.firstBlock + UInt64(position), into: [frames[position]]) } catch {
+                    results[position] = SwapPager.ioError(error)
+                }
+            }
+        }
+        for (position, index) in plan.indices.enumerated() where results[position] == nil {
+            if SwapChecksum.of(pages[position].contents) != metadata.slot(at: index)!.checksum {
+                results[position] = .corrupted
+            }
+        }
+        return results
+    }
+
+    /// Reads page `index` alone into `page`. Throws `noData`, `io(error)` or `corrupted`.
+    public func pageIn(_ page: Page, index: UInt64) throws(SwapPagerError) {
+        guard let slot = metadata.slot(at: index) else { throw .noData }
+        if let error = pageIn([page], plan: PageInPlan(indices: index..<(index + 1), firstBlock: UInt64(slot.block)))[0] {
+            throw error
+        }
+    }
+
+    // MARK: Pageout
+
+    /// Writes `pages` (ascending, distinct indices) to swap, clustering consecutive indices
+    /// into I/Os of up to `clusterPages` pages on consecutive blocks, and returns one result
+    /// per page in input order: nil when the page's data is now in swap (the caller may mark
+    /// it clean), else the error (the page must stay dirty and resident). See the file
+    /// header for the retry policy.
+    public func pageOut(_ pages: [(index: UInt64, page: Page)]) -> [SwapPagerError?] {
+        var results = [SwapPagerError?](repeating: nil, count: pages.count)
+        for (position, entry) in pages.enumerated() where entry.index >= SwapMetadata.maximumIndex {
+            results[position] = .offsetOutOfRange
+        }
+        var position = 0
+        while position < pages.count {
+            guard results[position] == nil else { position += 1; continue }
+            // The cluster: consecutive indices from `position`, valid, at most clusterPages.
+            var end = position + 1
+            while end < pages.count, end - position < SwapPager.clusterPages, results[end] == nil,
+                  pages[end].index == pages[end - 1].index + 1 {
+                end += 1
+            }
+            writeCluster(pages, from: position, to: end, into: &results)
+            position = end
+        }
+        return results
+    }
+
+    /// Writes pages[from..<to] (consecutive indices) on as few block runs as the allocator
+    /// gives, recording results.
+    private func writeCluster(_ pages: [(index: UInt64, page: Page)], from: Int, to: Int,
+                              into results: inout [SwapPagerError?]) {
+        var position = from
+        while position < to {
+            let run: BlockRun
+            do { run = try space.allocate(upTo: UInt64(to - position)) } catch {
+                for rest in position..<to { results[rest] = .noSpace }
+                return
+            }
+            let count = Int(run.count)
+            let checksums = (position..<(position + count)).map { SwapChecksum.of(pages[$0].page.contents) }
+            let frames = (position..<(position + count)).map { pages[$0].page.physicalAddress }
+            pageOutWrites += 1
+            do {
+                try space.write(start: run.start, from: frames)
+                for offset in 0..<count {
+                    record(SwapSlot(block: UInt32(run.start) + UInt32(offset), checksum: checksums[offset]),
+                           at: pages[position + offset].index)
+                }
+            } catch {
+                // Find the bad block(s): each page alone on its own block, then elsewhere.
+                for offset in 0..<count {
+                    results[position + offset] = writeAlone(pages[position + offset], checksum: checksums[offset],
+                                                            firstBlock: run.start + UInt64(offset))
+                }
+            }
+            position += count
+        }
+    }
+
+    /// Writes one page to `firstBlock` (already allocated to it), quarantining each block that
+    /// fails and trying freshly allocated ones, `writeAttempts` blocks in all.
+    private func writeAlone(_ entry: (index: UInt64, page: Page), checksum: UInt32, firstBlock: UInt64) -> SwapPagerError? {
+        var block = firstBlock
+        var lastError = BlockDeviceError.ioError
+        for attempt in 0..<SwapPager.writeAttempts {
+            if attempt > 0 {
+                do { block = try space.allocate(upTo: 1).start } catch { return .noSpace }
+            }
+            pageOutWrites += 1
+            do {
+                try space.write(start: block, from: [entry.page.physicalAddress])
+                record(SwapSlot(block: UInt32(block), checksum: checksum), at: entry.index)
+                return nil
+            } catch {
+                if case .io(let deviceError) = error { lastError = deviceError }
+                do { try space.quarantine(block) } catch {
+                    preconditionFailure("SwapPager.writeAlone: failed block not in use")
+                }
+            }
+        }
+        return .io(lastError)
+    }
+
+    /// Enters `slot` for `index`, freeing the block of the slot it replaces.
+    private func record(_ slot: SwapSlot, at index: UInt64) {
+        if let old = metadata.insert(slot, at: index) { release(old) }
+    }
+
+    private func release(_ slot: SwapSlot) {
+        do { try space.free(start: UInt64(slot.block), count: 1) } catch {
+            preconditionFailure("SwapPager: a slot names a block that is not in use")
+        }
+    }
+
+    private static func ioError(_ error: SwapError) -> SwapPagerError {
+        if case .io(let deviceError) = error { return .io(deviceError) }
+        return .io(.ioError)
+    }
+
+    // MARK: Forgetting
+
+    /// Frees the blocks of every page in `indices` (pages dirtied again or freed).
+    public func discard(indices: Range<UInt64>) {
+        metadata.removeRange(indices) { _, slot in release(slot) }
+    }
+
+    /// Frees everything.
+    public func releaseAll() {
+        metadata.removeAll { _, slot in release(slot) }
+    }
+
+    /// Collapse: takes `source`'s slots for source indices `indices`, the slot of source
+    /// index `s` landing at `s - indices.lowerBound + destinationStart`; where `hasNewer`
+    /// says the surviving object has a resident page, or this pager already holds that
+    /// index, the source's block is freed instead. Returns false, changing nothing, when the
+    /// source uses another swap space, is this pager, or a destination index would pass
+    /// `SwapMetadata.maximumIndex`.
+    public func absorb(_ source: SwapPager, indices: Range<UInt64>, destinationStart: UInt64,
+                       hasNewer: (UInt64) -> Bool) -> Bool {
+        guard source !== self, source.space === space else { return false }
+        guard !indices.isEmpty else { return true }
+        let (last, overflow) = destinationStart.addingReportingOverflow(UInt64(indices.count))
+        guard !overflow, last <= SwapMetadata.maximumIndex else { return false }
+        var sourceMetadata = source.metadata
+        source.metadata = SwapMetadata(pageCountHint: 0)  // Moved out: no copy-on-write copy.
+        metadata.transfer(from: &sourceMetadata, range: indices, destinationStart: destinationStart,
+                          hasNewer: hasNewer, release: { release($0) })
+        source.metadata = sourceMetadata
+        return true
+    }
+
+    // MARK: Pager protocol (byte offsets)
+
+    private static func index(of offset: UInt64) -> UInt64? {
+        guard offset & (pageSize - 1) == 0 else { return nil }
+        let index = offset >> pageShift
+        return index < SwapMetadata.maximumIndex ? index : nil
+    }
+
+    /// Page indices covering the byte range (partial pages included), clipped to the index limit.
+    private static func indices(of range: Range<UInt64>) -> Range<UInt64> {
+        let low = min(range.lowerBound >> pageShift, SwapMetadata.maximumIndex)
+        let upper = range.upperBound >> pageShift + (range.upperBound & (pageSize - 1) == 0 ? 0 : 1)
+        return low..<max(low, min(upper, SwapMetadata.maximumIndex))
+    }
+
+    public func hasData(at offset: UInt64) -> Bool {
+        guard let index = SwapPager.index(of: offset) else { return false }
+        return metadata.slot(at: index) != nil
+    }
+
+    public func pageIn(_ page: Page, at offset: UInt64) throws(PagerError) {
+        guard let index = SwapPager.index(of: offset) else { throw .noData }
+        do { try pageIn(page, index: index) } catch { throw error.pagerError }
+    }
+
+    public func pageOut(_ page: Page, at offset: UInt64) throws(PagerError) {
+        guard let index = SwapPager.index(of: offset) else { throw .noSpace }
+        if let error = pageOut([(index, page)])[0] { throw error.pagerError }
+    }
+
+    public func discard(_ range: Range<UInt64>) {
+        discard(indices: SwapPager.indices(of: range))
+    }
+
+    public func offsetsWithData(in range: Range<UInt64>) -> [UInt64] {
+        var offsets: [UInt64] = []
+        metadata.forEach(in: SwapPager.indices(of: range)) { index, _ in
+            let offset = index << pageShift
+            if range.contains(offset) { offsets.append(offset) }
+        }
+        return offsets
+    }
+
+    public func absorb(_ source: any Pager, range: Range<UInt64>, destinationStart: UInt64,
+                       keep: (UInt64) -> Bool) -> Bool {
+        guard let source = source as? SwapPager,
+              range.lowerBound & (pageSize - 1) == 0, destinationStart & (pageSize - 1) == 0 else { return false }
+        return absorb(source, indices: SwapPager.indices(of: range), destinationStart: destinationStart >> pageShift) { index in
+            keep(index << pageShift)
+        }
+    }
+
+    public func terminate() {
+        releaseAll()
+    }
+}

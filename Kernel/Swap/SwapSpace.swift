@@ -1,0 +1,444 @@
+// SwapSpace: the global swap block space over up to `maximumDevices` disks — swapon/swapoff,
+// block allocation through one Blist, interleaving, bad-block quarantine, reservation
+// accounting and swap-full hysteresis.
+// Invariants:
+//  - Interleave: global block g lies in stripe g / stripeBlocks; stripe s belongs to device
+//    slot s % maximumDevices and is that device's stripe s / maximumDevices. Slots are fixed,
+//    so a block's device never changes when other devices come and go; a 16-page cluster
+//    that starts on a stripe boundary stays on one device, and consecutive clusters rotate
+//    across devices.
+//  - The Blist covers every stripe of every present device. A block is free in it iff it is
+//    a non-header page of a present, non-draining device that is neither in use nor bad.
+//    Everything else (empty slots, the tail past a short device, headers, quarantined blocks,
+//    a draining device's blocks) is held allocated by `fill`, so the allocator can never hand
+//    it out and `freeBlocks` needs no correction.
+//  - `used` has a bit per device page for blocks handed out by `allocate` and not yet freed
+//    or quarantined; usedBlocks is their sum. Quarantined blocks are listed in `bad` and
+//    never return to the Blist (FreeBSD would reuse a block that failed a write).
+//  - Every public mutation validates first and throws without changing anything.
+// Locks: none inside; one CPU. With SMP: one swap lock around every call.
+
+/// Why a swap-space call was refused or failed.
+public enum SwapError: Error, Equatable {
+    /// Every device slot is taken.
+    case tooManyDevices
+    /// No device with that identifier is swapped on.
+    case noSuchDevice
+    /// A device with that identifier is already swapped on.
+    case duplicateDevice
+    /// The device's block size does not divide the page size.
+    case unsupportedBlockSize
+    /// The device refuses writes.
+    case readOnlyDevice
+    /// The window is outside the device, holds no page, or has no page beyond the header.
+    case windowOutOfRange
+    /// The global block space would exceed `SwapSlot.maximumBlocks`.
+    case tooLarge
+    /// The header read back after swapon is not the one written.
+    case badHeader
+    /// No page frame for a header buffer.
+    case outOfMemory
+    /// The device failed a transfer.
+    case io(BlockDeviceError)
+    /// swapoff: blocks of the device are still in use (none evacuated, or some left).
+    case deviceBusy(blocksInUse: UInt64)
+    /// No free swap block (or no device).
+    case full
+    /// A reservation beyond the limit, or a swapoff that would leave reservations uncovered.
+    case overcommitted
+    /// An unreserve of more than is reserved.
+    case notReserved
+    /// A block or run that is not in use (double free, or never allocated).
+    case blockNotInUse
+}
+
+/// What `SwapSpace.statistics` reports.
+public struct SwapStatistics: Equatable {
+    /// Swapped-on devices.
+    public var devices: Int
+    /// Usable blocks: device pages minus headers minus quarantined blocks.
+    public var totalBlocks: UInt64
+    /// Blocks the allocator can hand out.
+    public var freeBlocks: UInt64
+    /// Blocks holding pages.
+    public var usedBlocks: UInt64
+    /// Blocks quarantined after write errors.
+    public var badBlocks: UInt64
+    /// Pages reserved by `reserve`, and the limit (total blocks plus overcommit).
+    public var reservedPages: UInt64
+    public var reservationLimit: UInt64
+    /// Swap is treated as unavailable (below the low watermark, not yet back above high).
+    public var isNearlyFull: Bool
+    /// Longest run of free blocks.
+    public var largestFreeRun: UInt64
+}
+
+/// The system's swap space.
+public final class SwapSpace {
+    /// Device slots (interleave ways).
+    public static var maximumDevices: Int { 4 }
+    /// Blocks per interleave stripe: one maximal pageout cluster.
+    public static var stripeBlocks: UInt64 { 16 }
+    /// Pages at the start of each device window reserved for the header.
+    public static var headerPages: UInt64 { 1 }
+
+    /// One swapped-on device.
+    struct Device {
+        var disk: SwapDisk
+        var identifier: UInt64
+        /// One bit per window page: handed out and not freed.
+        var used: [UInt64]
+        var usedCount: UInt64 = 0
+        /// Quarantined global blocks.
+        var bad: [UInt64] = []
+        /// swapoff in progress: frees keep blocks allocated in the Blist.
+        var isDraining = false
+
+        init(disk: SwapDisk, identifier: UInt64) {
+            self.disk = disk
+            self.identifier = identifier
+            used = [UInt64](repeating: 0, count: Int((disk.pageCount + 63) / 64))
+        }
+
+        func isUsed(_ page: UInt64) -> Bool { used[Int(page / 64)] & (1 << (page % 64)) != 0 }
+        mutating func setUsed(_ page: UInt64, _ value: Bool) {
+            if value { used[Int(page / 64)] |= 1 << (page % 64) } else { used[Int(page / 64)] &= ~(1 << (page % 64)) }
+        }
+        /// Usable blocks: pages minus header minus bad.
+        var usableBlocks: UInt64 { disk.pageCount - SwapSpace.headerPages - UInt64(bad.count) }
+    }
+
+    private var devices: [Device?] = [Device?](repeating: nil, count: SwapSpace.maximumDevices)
+    private var blist: Blist? = nil
+    /// Pages reserved by `reserve`.
+    public private(set) var reservedPages: UInt64 = 0
+    /// Pages the reservation limit exceeds the usable swap by (typically a share of RAM).
+    public var overcommitPages: UInt64 = 0
+    /// Swap-full hysteresis state (see `updateHysteresis`).
+    public private(set) var isNearlyFull = true
+    /// Transfers and failures, for the statistics and tests.
+    public private(set) var reads: UInt64 = 0
+    public private(set) var writes: UInt64 = 0
+    public private(set) var readErrors: UInt64 = 0
+    public private(set) var writeErrors: UInt64 = 0
+
+    public init() {}
+
+    // MARK: Block geometry
+
+    /// The global block of page `page` of the device in `slot`.
+    static func globalBlock(slot: Int, page: UInt64) -> UInt64 {
+        let stripe = page / stripeBlocks
+        return (stripe * UInt64(maximumDevices) + UInt64(slot)) * stripeBlocks + page % stripeBlocks
+    }
+
+    /// The slot and device page of global block `block`.
+    static func location(of block: UInt64) -> (slot: Int, page: UInt64) {
+        let stripe = block / stripeBlocks
+        return (Int(stripe % UInt64(maximumDevices)), (stripe / UInt64(maximumDevices)) * stripeBlocks + block % stripeBlocks)
+    }
+
+    /// Blist size covering every stripe of a device of `pages` pages in any slot.
+    static func spanBlocks(pages: UInt64) -> UInt64 {
+        let stripes = (pages + stripeBlocks - 1) / stripeBlocks
+        return stripes * UInt64(maximumDevices) * stripeBlocks
+    }
+
+    /// Calls `body` with every run of global blocks (start, count) holding pages
+    /// `from ..< to` of the device in `slot` (one run per stripe piece).
+    private static func forEachRun(slot: Int, from: UInt64, to: UInt64, _ body: (UInt64, UInt64) -> Void) {
+        var page = from
+        while page < to {
+            let stripeEnd = min(to, (page / stripeBlocks + 1) * stripeBlocks)
+            body(globalBlock(slot: slot, page: page), stripeEnd - page)
+            page = stripeEnd
+        }
+    }
+
+    // MARK: Queries
+
+    /// Identifiers of the swapped-on devices, by slot.
+    public var deviceIdentifiers: [UInt64] { devices.compactMap { $0?.identifier } }
+
+    /// Usable blocks over all devices.
+    public var totalBlocks: UInt64 { devices.reduce(0) { $0 + ($1?.usableBlocks ?? 0) } }
+    /// Free blocks.
+    public var freeBlocks: UInt64 { blist?.freeBlocks ?? 0 }
+    /// Blocks in use.
+    public var usedBlocks: UInt64 { devices.reduce(0) { $0 + ($1?.usedCount ?? 0) } }
+    /// Quarantined blocks.
+    public var badBlocks: UInt64 { devices.reduce(0) { $0 + UInt64($1?.bad.count ?? 0) } }
+    /// Reservation limit: usable blocks plus overcommit.
+    public var reservationLimit: UInt64 { totalBlocks + overcommitPages }
+    /// Low watermark: below it swap is "nearly full". About 3% of the swap, at least 8 blocks.
+    public var lowWatermark: UInt64 { max(totalBlocks / 32, 8) }
+    /// High watermark: only above it is swap available again (twice the low one).
+    public var highWatermark: UInt64 { 2 * lowWatermark }
+
+    /// A snapshot of the counters.
+    public var statistics: SwapStatistics {
+        SwapStatistics(devices: deviceIdentifiers.count, totalBlocks: totalBlocks, freeBlocks: freeBlocks,
+                       usedBlocks: usedBlocks, badBlocks: badBlocks, reservedPages: reservedPages,
+                       reservationLimit: reservationLimit, isNearlyFull: isNearlyFull,
+                       largestFreeRun: blist?.largestFreeRun ?? 0)
+    }
+
+    /// True if `block` is handed out and not freed.
+    public func isInUse(_ block: UInt64) -> Bool {
+        let (slot, page) = SwapSpace.location(of: block)
+        guard let device = devices[slot], page < device.disk.pageCount else { return false }
+        return device.isUsed(page)
+    }
+
+    /// True if `block` is quarantined.
+    public func isQuarantined(_ block: UInt64) -> Bool {
+        let (slot, _) = SwapSpace.location(of: block)
+        return devices[slot]?.bad.contains(block) ?? false
+    }
+
+    /// The in-use blocks of device `identifier`, ascending (what swapoff must evacuate).
+    public func blocksInUse(onDevice identifier: UInt64) -> [UInt64] {
+        guard let slot = slot(of: identifier), let device = devices[slot] else { return [] }
+        var blocks: [UInt64] = []
+        for page in 0..<device.disk.pageCount where device.isUsed(page) {
+            blocks.append(SwapSpace.globalBlock(slot: slot, page: page))
+        }
+        return blocks
+    }
+
+    private func slot(of identifier: UInt64) -> Int? {
+        devices.firstIndex { $0?.identifier == identifier }
+    }
+
+    // MARK: swapon / swapoff
+
+    /// Adds `disk` to swap under `identifier`: writes a header to the window's first page,
+    /// reads it back and checks it, then makes the rest of the window allocatable,
+    /// interleaved with the other devices. Throws `duplicateDevice`, `tooManyDevices`,
+    /// `windowOutOfRange` (no page beyond the header), `tooLarge`, `outOfMemory`,
+    /// `io(error)` or `badHeader`; nothing changes when it throws.
+    public func swapOn(_ disk: SwapDisk, identifier: UInt64) throws(SwapError) {
+        guard slot(of: identifier) == nil else { throw .duplicateDevice }
+        guard let slot = devices.firstIndex(where: { $0 == nil }) else { throw .tooManyDevices }
+        guard disk.pageCount > SwapSpace.headerPages else { throw .windowOutOfRange }
+        let span = SwapSpace.spanBlocks(pages: disk.pageCount)
+        let newSize = max(blist?.blocks ?? 0, span)
+        guard newSize <= SwapSlot.maximumBlocks, newSize <= Blist.maximumBlocks else { throw .tooLarge }
+        try writeAndCheckHeader(SwapHeader(pageCount: disk.pageCount, identifier: identifier, slot: UInt32(slot)), on: disk)
+
+        // From here nothing can fail: the Blist calls below are on ranges inside the tree.
+        if var tree = blist {
+            let oldSize = tree.blocks
+            if newSize > oldSize {
+                try! tree.resize(blocks: newSize)
+                try! tree.fill(start: oldSize, count: newSize - oldSize)
+            }
+            blist = tree
+        } else {
+            var tree = try! Blist(blocks: newSize)
+            try! tree.fill(start: 0, count: newSize)
+            blist = tree
+        }
+        devices[slot] = Device(disk: disk, identifier: identifier)
+        SwapSpace.forEachRun(slot: slot, from: SwapSpace.headerPages, to: disk.pageCount) { start, count in
+            try! blist!.free(start: start, count: count)
+        }
+        updateHysteresis()
+    }
+
+    private func writeAndCheckHeader(_ header: SwapHeader, on disk: SwapDisk) throws(SwapError) {
+        let buffer: PhysicalAddress
+        do { buffer = try physicalPages.allocate() } catch { throw .outOfMemory }
+        defer { try? physicalPages.free(buffer) }
+        let bytes = DirectMap.pointer(to: buffer)
+        header.write(to: bytes)
+        do {
+            try disk.transfer(.write, page: 0, frames: [buffer])
+            bytes.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pageSize))
+            try disk.transfer(.read, page: 0, frames: [buffer])
+        } catch {
+            throw .io(error)
+        }
+        let readBack = try SwapHeader.read(from: bytes)
+        guard readBack == header else { throw .badHeader }
+    }
+
+    /// Removes device `identifier`. While some of its blocks are in use it calls `evacuate`
+    /// (if given) with them; evacuate must page their data back in and free the blocks
+    /// (`free`), during which no new block is handed out on this device. Throws
+    /// `noSuchDevice`; `overcommitted` when the remaining swap could not cover the
+    /// reservations; `deviceBusy` when blocks are in use and there is no `evacuate`, or
+    /// some remain after it. On a throw the device stays swapped on, allocatable as before
+    /// (blocks evacuated by then simply became free).
+    public func swapOff(identifier: UInt64, evacuate: ((SwapSpace, [UInt64]) -> Void)? = nil) throws(SwapError) {
+        guard let slot = slot(of: identifier), let device = devices[slot] else { throw .noSuchDevice }
+        guard reservedPages <= reservationLimit - device.usableBlocks else { throw .overcommitted }
+        if device.usedCount > 0 {
+            guard let evacuate else { throw .deviceBusy(blocksInUse: device.usedCount) }
+            // Drain: hold every free block of the device allocated while evacuating.
+            devices[slot]!.isDraining = true
+            SwapSpace.forEachRun(slot: slot, from: SwapSpace.headerPages, to: device.disk.pageCount) { start, count in
+                try! blist!.fill(start: start, count: count)
+            }
+            evacuate(self, blocksInUse(onDevice: identifier))
+            let remaining = devices[slot]!.usedCount
+            if remaining > 0 {
+                devices[slot]!.isDraining = false
+                releaseIdleBlocks(slot: slot)
+                updateHysteresis()
+                throw .deviceBusy(blocksInUse: remaining)
+            }
+        } else {
+            SwapSpace.forEachRun(slot: slot, from: SwapSpace.headerPages, to: device.disk.pageCount) { start, count in
+                try! blist!.fill(start: start, count: count)
+            }
+        }
+        devices[slot] = nil
+        // Shrink the tree to what the remaining devices span (its tail is all held).
+        let span = devices.reduce(UInt64(0)) { max($0, $1.map { SwapSpace.spanBlocks(pages: $0.disk.pageCount) } ?? 0) }
+        if span == 0 {
+            blist = nil
+        } else if span < blist!.blocks {
+            let oldSize = blist!.blocks
+            try! blist!.free(start: span, count: oldSize - span)
+            try! blist!.resize(blocks: span)
+        }
+        updateHysteresis()
+    }
+
+    /// Frees in the Blist every page of the device in `slot` that is neither header, used nor
+    /// bad (undoing a drain).
+    private func releaseIdleBlocks(slot: Int) {
+        let device = devices[slot]!
+        var page = SwapSpace.headerPages
+        while page < device.disk.pageCount {
+            let block = SwapSpace.globalBlock(slot: slot, page: page)
+            if !device.isUsed(page) && !device.bad.contains(block) {
+                try! blist!.free(start: block, count: 1)
+            }
+            page += 1
+        }
+    }
+
+    // MARK: Allocation
+
+    /// Allocates the longest free run of at most `upTo` blocks (at least one) and returns it.
+    /// Throws `full` when no block is free or no device is on.
+    public func allocate(upTo: UInt64) throws(SwapError) -> BlockRun {
+        guard upTo >= 1, blist != nil else { throw .full }
+        let run: BlockRun
+        do { run = try blist!.allocate(atLeast: 1, upTo: upTo) } catch { throw .full }
+        for block in run.start..<run.end {
+            let (slot, page) = SwapSpace.location(of: block)
+            precondition(devices[slot] != nil && !devices[slot]!.isUsed(page), "SwapSpace.allocate: Blist handed out a held block")
+            devices[slot]!.setUsed(page, true)
+            devices[slot]!.usedCount += 1
+        }
+        updateHysteresis()
+        return run
+    }
+
+    /// Frees the in-use blocks `start ..< start + count`. Throws `blockNotInUse` (changing
+    /// nothing) if any of them is not in use.
+    public func free(start: UInt64, count: UInt64) throws(SwapError) {
+        guard count >= 1, start.addingReportingOverflow(count).overflow == false else { throw .blockNotInUse }
+        for block in start..<(start + count) where !isInUse(block) { throw .blockNotInUse }
+        var runStart = start
+        var runCount: UInt64 = 0
+        for block in start..<(start + count) {
+            let (slot, page) = SwapSpace.location(of: block)
+            devices[slot]!.setUsed(page, false)
+            devices[slot]!.usedCount -= 1
+            if devices[slot]!.isDraining {
+                // Stays held in the Blist: the device is leaving.
+                if runCount > 0 { try! blist!.free(start: runStart, count: runCount) }
+                runCount = 0
+                runStart = block + 1
+            } else {
+                runCount += 1
+            }
+        }
+        if runCount > 0 { try! blist!.free(start: runStart, count: runCount) }
+        updateHysteresis()
+    }
+
+    /// Retires in-use `block` after a write error: it is never handed out again and no longer
+    /// counts as usable. Throws `blockNotInUse`.
+    public func quarantine(_ block: UInt64) throws(SwapError) {
+        guard isInUse(block) else { throw .blockNotInUse }
+        let (slot, page) = SwapSpace.location(of: block)
+        devices[slot]!.setUsed(page, false)
+        devices[slot]!.usedCount -= 1
+        devices[slot]!.bad.append(block)
+        updateHysteresis()
+    }
+
+    // MARK: Reservation
+
+    /// Reserves swap for `pages` pages of anonymous memory (at object creation or growth).
+    /// Throws `overcommitted` when that would pass `reservationLimit`.
+    public func reserve(_ pages: UInt64) throws(SwapError) {
+        let (total, overflow) = reservedPages.addingReportingOverflow(pages)
+        guard !overflow, total <= reservationLimit else { throw .overcommitted }
+        reservedPages = total
+    }
+
+    /// Returns a reservation. Throws `notReserved` for more than is reserved.
+    public func unreserve(_ pages: UInt64) throws(SwapError) {
+        guard pages <= reservedPages else { throw .notReserved }
+        reservedPages -= pages
+    }
+
+    /// Swap-full hysteresis (FreeBSD's swap_pager_almost_full, with watermarks that scale
+    /// with the swap size instead of fixed page counts): nearly full below the low
+    /// watermark, available again only above the high one, so the pageout daemon does not
+    /// flap around one threshold.
+    private func updateHysteresis() {
+        let free = freeBlocks
+        if blist == nil || free < lowWatermark {
+            isNearlyFull = true
+        } else if free > highWatermark {
+            isNearlyFull = false
+        }
+    }
+
+    // MARK: I/O
+
+    /// Reads blocks `start ..< start + frames.count` into `frames`, split at stripe
+    /// boundaries into one transfer per piece (pieces run one after another; issuing them on
+    /// all devices at once is left for the asynchronous pageout path). Throws `io(error)`
+    /// (the first failure; every piece is still attempted, and the frames' contents are then
+    /// undefined).
+    public func read(start: UInt64, into frames: [PhysicalAddress]) throws(SwapError) {
+        reads += 1
+        do { try transfer(.read, start: start, frames: frames) } catch { readErrors += 1; throw error }
+    }
+
+    /// Writes `frames` to blocks `start ..< start + frames.count`. Throws as `read`.
+    public func write(start: UInt64, from frames: [PhysicalAddress]) throws(SwapError) {
+        writes += 1
+        do { try transfer(.write, start: start, frames: frames) } catch { writeErrors += 1; throw error }
+    }
+
+    private func transfer(_ operation: BlockOperation, start: UInt64, frames: [PhysicalAddress]) throws(SwapError) {
+        var index = 0
+        var block = start
+        var failure: SwapError? = nil
+        while index < frames.count {
+            let inStripe = Int(SwapSpace.stripeBlocks - block % SwapSpace.stripeBlocks)
+            let count = min(inStripe, frames.count - index)
+            let (slot, page) = SwapSpace.location(of: block)
+            guard let device = devices[slot], page + UInt64(count) <= device.disk.pageCount else {
+                preconditionFailure("SwapSpace.transfer: block outside every device")
+            }
+            do {
+                try device.disk.transfer(operation, page: page, frames: Array(frames[index..<(index + count)]))
+            } catch {
+                failure = failure ?? .io(error)
+            }
+            index += count
+            block += UInt64(count)
+        }
+        if let failure { throw failure }
+    }
+}
