@@ -103,13 +103,21 @@ test-kernel: kernel disk-image
 	$(PYTHON) scripts/check-disk-image.py $(DISK_IMAGE)
 
 # A deliberate panic inside a test must fail the run, name the test and symbolize the trap.
+# A stack overflow into the guard page must also end in such a panic (not a hang or reset).
+PANIC_CASES_x86_64 := panic:panic_check.overflow_trap_panics_with_location \
+  stack_overflow:stack_overflow_check.recursion_into_guard_page_panics
+PANIC_CASES_aarch64 := panic:panic_check.overflow_trap_panics_with_location
+
 test-panic: kernel disk-image
-	@! $(PYTHON) scripts/ktap_run.py --mode test --target $(ARCH)-panic --elf $(ELF) --quiet \
-	  --log build/ktap/$(ARCH)-panic.log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
-	  $(QEMU) $(QEMU_COMMON) -append selftest.panic > build/ktap/$(ARCH)-panic.report
-	@grep -q "in self-test panic_check.overflow_trap_panics_with_location" build/ktap/$(ARCH)-panic.log
-	@grep -q "PanicCheckSuite.swift" build/ktap/$(ARCH)-panic.report
-	@echo "test-panic $(ARCH): the panic failed the run, named the test and was symbolized"
+	@mkdir -p build/ktap; set -e; for case in $(PANIC_CASES_$(ARCH)); do \
+	  word=$${case%%:*}; test=$${case#*:}; name=$(ARCH)-$$word; \
+	  ! $(PYTHON) scripts/ktap_run.py --mode test --target $$name --elf $(ELF) --quiet \
+	    --log build/ktap/$$name.log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+	    $(QEMU) $(QEMU_COMMON) -append selftest.$$word > build/ktap/$$name.report; \
+	  grep -q "in self-test $$test" build/ktap/$$name.log; \
+	  grep -q "PanicCheckSuite.swift" build/ktap/$$name.report; \
+	  echo "test-panic $$name: the panic failed the run, named $$test and was symbolized"; \
+	done
 
 test-kernels:
 	$(MAKE) test-kernel ARCH=x86_64

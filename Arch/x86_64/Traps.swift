@@ -78,7 +78,7 @@ private func trapName(_ vector: UInt64) -> StaticString {
     case X86Trap.invalidOpcode:
         return "invalid opcode (#UD): a Swift runtime trap (overflow, failed precondition, nil unwrap, bounds) or bad code"
     case 7: return "device not available (#NM)"
-    case 8: return "double fault (#DF)"
+    case 8: return "double fault (#DF), taken on its own stack: usually the kernel stack overflowing into its guard page"
     case 10: return "invalid TSS (#TS)"
     case 11: return "segment not present (#NP)"
     case 12: return "stack fault (#SS)"

@@ -152,9 +152,29 @@ boot_stack_top_phys:
     .section .text.boot_high, "ax", @progbits
     .code64
 long_mode_high:
-    /* The GDT must be reachable after the identity map goes: reload it from the high alias. */
+    /* The GDT must be reachable after the identity map goes: reload it from the high alias,
+     * with a TSS whose IST 1 is the double-fault stack. The TSS descriptor's base is split
+     * across bit fields, so it is assembled here rather than by the linker. */
+    movabsq $high_tss, %rax
+    movabsq $high_gdt_tss, %rdx
+    movw $(high_tss_end - high_tss - 1), (%rdx)      /* limit 15:0 */
+    movw %ax, 2(%rdx)                    /* base 15:0 */
+    shrq $16, %rax
+    movb %al, 4(%rdx)                    /* base 23:16 */
+    movb $0x89, 5(%rdx)                  /* present, DPL 0, available 64-bit TSS */
+    movb $0, 6(%rdx)
+    movb %ah, 7(%rdx)                    /* base 31:24 */
+    shrq $16, %rax
+    movl %eax, 8(%rdx)                   /* base 63:32 */
+    movl $0, 12(%rdx)
+    movabsq $double_fault_stack_top, %rax
+    movabsq $high_tss, %rdx
+    movq %rax, 36(%rdx)                  /* IST1 */
+    movw $(high_tss_end - high_tss), 102(%rdx)   /* I/O map base: none */
     movabsq $high_gdt_descriptor, %rax
     lgdt (%rax)
+    movw $0x18, %ax
+    ltr %ax
     movabsq $kernel_stack_top, %rsp
     xorl %ebp, %ebp                      /* a null frame pointer ends backtraces */
 
@@ -172,19 +192,30 @@ long_mode_high:
     hlt
     jmp 1b
 
-    .section .rodata.boot_gdt, "a", @progbits
+    /* In .data, not .rodata: ltr marks the TSS descriptor busy, a write to the GDT. */
+    .section .data.boot_gdt, "aw", @progbits
     .p2align 3
-high_gdt:                                /* accessed bits preset: the pmap maps .rodata read-only */
+high_gdt:                                /* accessed bits preset: the CPU need not write them */
     .quad 0
     .quad 0x00AF9B000000FFFF
     .quad 0x00CF93000000FFFF
+high_gdt_tss:                            /* 0x18: 16-byte TSS descriptor, filled at boot */
+    .quad 0, 0
 high_gdt_end:
 high_gdt_descriptor:
     .word high_gdt_end - high_gdt - 1
     .quad high_gdt
 
+    .section .data.boot_tss, "aw", @progbits
+    .p2align 4
+high_tss:                                /* 64-bit TSS: only IST1 is used */
+    .skip 104
+high_tss_end:
+
     .section .kernel_stack, "aw", @nobits
     .p2align 12
+double_fault_stack:  .skip 16 * 1024     /* IST1: #DF, e.g. the kernel stack ran into its guard */
+double_fault_stack_top:
     .globl kernel_stack_guard
 kernel_stack_guard:  .skip 4096          /* unmapped by the pmap later: overflow faults */
     .globl kernel_stack_bottom

@@ -90,7 +90,10 @@ x86_idt_install:
 1:  movq (%rsi, %rcx, 8), %rax
     movw %ax, (%rdi)                /* offset 15:0 */
     movw $0x08, 2(%rdi)             /* kernel code selector */
-    movb $0, 4(%rdi)                /* IST 0 */
+    xorl %edx, %edx
+    cmpl $8, %ecx                   /* #DF runs on IST 1: a stack overflow cannot recurse */
+    sete %dl
+    movb %dl, 4(%rdi)               /* IST index */
     movb $0x8E, 5(%rdi)             /* present, DPL 0, 64-bit interrupt gate */
     shrq $16, %rax
     movw %ax, 6(%rdi)               /* offset 31:16 */

@@ -32,6 +32,7 @@ func runSelfTests() -> TestTotals {
     })
     var suites = allSelfTestSuites
     if bootInfo.commandLine.contains(word: "selftest.panic") { suites.append(panicCheckSuite) }
+    if bootInfo.commandLine.contains(word: "selftest.stack_overflow") { suites.append(stackOverflowCheckSuite) }
     let totals = runner.run(suites)
     PanicContext.suite = nil
     PanicContext.test = nil
