@@ -106,7 +106,7 @@ test-kernel: kernel disk-image
 # A stack overflow into the guard page must also end in such a panic (not a hang or reset).
 PANIC_CASES_x86_64 := panic:panic_check.overflow_trap_panics_with_location \
   stack_overflow:stack_overflow_check.recursion_into_guard_page_panics
-PANIC_CASES_aarch64 := panic:panic_check.overflow_trap_panics_with_location
+PANIC_CASES_aarch64 := $(PANIC_CASES_x86_64)
 
 test-panic: kernel disk-image
 	@mkdir -p build/ktap; set -e; for case in $(PANIC_CASES_$(ARCH)); do \

@@ -201,8 +201,16 @@ boot_l1_map:    .skip 4096
 boot_l1_kernel: .skip 4096
 boot_l2_kernel: .skip 4096
 
+    /* The 64 KiB boot stack starts on a 128 KiB boundary: every address in it has bit 16
+     * clear and the guard page below it has bit 16 set, which is how the exception vectors
+     * tell an overflow from a fault with one tbnz (Boot/aarch64/vectors.S). The padding
+     * below holds the overflow stack. */
     .section .kernel_stack, "aw", %nobits
-    .p2align 12
+    .p2align 17
+    .globl overflow_stack_bottom
+overflow_stack_bottom: .skip 16 * 1024
+    .globl overflow_stack_top
+overflow_stack_top:    .skip 128 * 1024 - 16 * 1024 - 4096
     .globl kernel_stack_guard
 kernel_stack_guard:  .skip 4096          /* unmapped by the pmap later: overflow faults */
     .globl kernel_stack_bottom

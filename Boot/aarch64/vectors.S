@@ -7,6 +7,13 @@
  * table) and one pad word, then q0..q31, fpsr and fpcr (Swift uses the SIMD registers, so
  * they must survive a trap that returns). The dispatcher may change elr (to skip a brk) and
  * the saved registers; they are reloaded before eret. sp stays 16-byte aligned.
+ *
+ * Stack overflow: before anything is stored, each entry checks (without a spare register,
+ * by parking x0 in sp) whether the frame would start below the boot stack — the stack is
+ * 64 KiB on a 128 KiB boundary, so that is bit 16 of the new sp. If so it switches to the
+ * overflow stack (tpidr_el1 and tpidrro_el0 serve as scratch: one CPU, no user threads yet)
+ * and the dispatcher panics on the guard-page fault instead of faulting forever below it.
+ * The frame then records the overflow stack's sp, and FAR holds the guard-page address.
  */
 #define GPR_AREA   304
 #define FP_AREA    528
@@ -15,9 +22,25 @@
     .macro VECTOR kind
     .p2align 7
     sub sp, sp, #FRAME_SIZE
+    add sp, sp, x0                       /* sp' = new sp + x0 */
+    sub x0, sp, x0                       /* x0 = new sp */
+    tbnz x0, #16, 1f                     /* below the 128 KiB-aligned stack: overflow */
+    sub x0, sp, x0                       /* x0 restored */
+    sub sp, sp, x0                       /* sp = new sp */
     stp x0, x1, [sp, #0]
     mov x1, #\kind
     b trap_common
+1:  msr tpidr_el1, x0                    /* new sp, for the record */
+    sub x0, sp, x0                       /* x0 restored */
+    msr tpidrro_el0, x0
+    ldr x0, =overflow_stack_top
+    mov sp, x0
+    mrs x0, tpidrro_el0
+    sub sp, sp, #FRAME_SIZE
+    stp x0, x1, [sp, #0]
+    mov x1, #\kind
+    b trap_common
+    .ltorg
     .endm
 
     .section .text.exception_vectors, "ax"
