@@ -1,6 +1,8 @@
-# Swift VM kernel: freestanding images for x86_64 (QEMU q35) and aarch64 (QEMU virt).
+# Swift VM kernel: freestanding images for x86_64 (QEMU q35), aarch64 (QEMU virt) and the Raspberry Pi 3B.
 #   make run [ARCH=aarch64]    build, boot in QEMU, run the self-tests live; exit status = verdict
 #   make test                  host unit tests, then both arches under QEMU via scripts/ktap_run.py
+#   make run ARCH=aarch64 BOARD=raspi3b   the Raspberry Pi 3B build (build/raspi3b/kernel8.img)
+#   make image                 SD-card image for a real Pi 3B (build/rpi3-sd.img)
 #   make bench [ARCH=...]      benchmark build, BENCH lines -> scripts/bench_report.py
 #   make debug [ARCH=...]      QEMU halted with a gdb stub; prints the gdb command
 # Everything lands in build/ (ignored by git).
@@ -37,14 +39,36 @@ else ifeq ($(ARCH),aarch64)
   QEMU_KERNEL = -kernel $(IMAGE)
   QEMU_DISK_DEVICE := -device virtio-blk-device,drive=swap -global virtio-mmio.force-legacy=false
   SUCCESS_EXIT := 0
+  # BOARD=raspi3b: the Raspberry Pi 3B (QEMU raspi3b, or a real board from build/rpi3-sd.img).
+  # Board code is chosen at build time (-D BOARD_RASPI3B; Arch/aarch64/Board.swift).
+  BOARD ?= virt
+  ifeq ($(BOARD),raspi3b)
+    ARCH_SWIFTFLAGS := -D BOARD_RASPI3B
+    ARCH_CFLAGS := -DBOARD_RASPI3B
+    QEMU_MACHINE := -machine raspi3b -semihosting
+    QEMU_MEMORY := 1G
+    QEMU_DRIVES = -drive if=sd,format=raw,file=$(SD_IMAGE)
+    # RASPI_DTB=1: pass Boot/aarch64/raspi3b.dts as the DTB (x0); otherwise none, and the
+    # kernel asks the VideoCore mailbox for RAM. test-kernel checks which path the boot took.
+    ifeq ($(RASPI_DTB),1)
+      QEMU_MACHINE += -dtb build/raspi3b/raspi3b.dtb
+      BOOT_LOADER := DTB
+    else
+      BOOT_LOADER := firmware mailbox
+    endif
+  else ifneq ($(BOARD),virt)
+    $(error BOARD must be virt or raspi3b, not '$(BOARD)')
+  endif
 else
   $(error ARCH must be x86_64 or aarch64, not '$(ARCH)')
 endif
 
 VARIANT ?= test
-BUILD := build/$(ARCH)$(if $(filter bench,$(VARIANT)),-bench,)
+TARGET_NAME := $(if $(filter raspi3b,$(BOARD)),raspi3b,$(ARCH))
+BUILD := build/$(TARGET_NAME)$(if $(filter bench,$(VARIANT)),-bench,)
 ELF := $(BUILD)/kernel.elf
-IMAGE := $(BUILD)/kernel.bin
+IMAGE := $(BUILD)/$(if $(filter raspi3b,$(BOARD)),kernel8.img,kernel.bin)
+SD_IMAGE := build/rpi3-sd.img
 SWIFT_SOURCES := $(shell find Kernel -name '*.swift' | sort) $(sort $(wildcard Arch/$(ARCH)/*.swift))
 ASM_SOURCES := $(sort $(wildcard Boot/$(ARCH)/*.S))
 ASM_OBJECTS := $(patsubst Boot/$(ARCH)/%.S,$(BUILD)/boot/%.o,$(ASM_SOURCES))
@@ -60,10 +84,13 @@ LDFLAGS := -T linker/$(ARCH).ld --orphan-handling=error -nostdlib -static --gc-s
 # The swap disk (virtio-blk): rewritten with the host pattern before every boot by the
 # disk-image target (scripts/disk_image.py has the layout); test-kernel checks it afterwards.
 DISK_IMAGE = build/disk/$(LOG_NAME)-swap.img
+QEMU_DRIVES ?= -drive if=none,id=swap,file=$(DISK_IMAGE),format=raw $(QEMU_DISK_DEVICE)
 QEMU_COMMON = -m $(QEMU_MEMORY) -nic none -display none -serial stdio -monitor none -no-reboot $(QEMU_MACHINE) $(QEMU_KERNEL) \
-  -drive if=none,id=swap,file=$(DISK_IMAGE),format=raw $(QEMU_DISK_DEVICE)
+  $(QEMU_DRIVES)
+# The raspi3b boots take the SD-card image instead of the virtio swap disk.
+BOOT_DISK := $(if $(filter raspi3b,$(BOARD)),image $(if $(filter 1,$(RASPI_DTB)),build/raspi3b/raspi3b.dtb,),disk-image)
 
-.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel test-panic bench debug deps clean disk-image
+.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel test-panic bench debug deps clean disk-image image
 
 all: kernel
 kernel: $(ELF) $(if $(filter aarch64,$(ARCH)),$(IMAGE),)
@@ -89,18 +116,29 @@ deps:
 disk-image:
 	$(PYTHON) scripts/make-disk-image.py $(DISK_IMAGE)
 
-run: deps kernel disk-image
-	$(PYTHON) scripts/ktap_run.py --mode run --target $(ARCH) --elf $(ELF) \
-	  --log build/ktap/$(ARCH).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+build/raspi3b/raspi3b.dtb: Boot/aarch64/raspi3b.dts
+	@mkdir -p $(dir $@)
+	dtc -q -I dts -O dtb -o $@ $<
+
+# SD card for a Raspberry Pi 3B: firmware + config.txt + kernel8.img on FAT, then swap.
+image:
+	@scripts/ensure-deps.sh --need-image
+	$(MAKE) kernel ARCH=aarch64 BOARD=raspi3b
+	$(PYTHON) scripts/make-sd-image.py --kernel build/raspi3b/kernel8.img --output $(SD_IMAGE)
+
+run: deps kernel $(BOOT_DISK)
+	$(PYTHON) scripts/ktap_run.py --mode run --target $(TARGET_NAME) --elf $(ELF) \
+	  --log build/ktap/$(TARGET_NAME).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON)
 
-LOG_NAME ?= $(ARCH)
+LOG_NAME ?= $(TARGET_NAME)
 
-test-kernel: kernel disk-image
+test-kernel: kernel $(BOOT_DISK)
 	$(PYTHON) scripts/ktap_run.py --mode test --target $(LOG_NAME) --elf $(ELF) \
 	  --log build/ktap/$(LOG_NAME).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON)
-	$(PYTHON) scripts/check-disk-image.py $(DISK_IMAGE)
+	$(if $(filter raspi3b,$(BOARD)),@grep -q "booted by $(BOOT_LOADER)" build/ktap/$(LOG_NAME).log \
+	  && echo "$(LOG_NAME): memory came from the $(BOOT_LOADER)",$(PYTHON) scripts/check-disk-image.py $(DISK_IMAGE))
 
 # A deliberate panic inside a test must fail the run, name the test and symbolize the trap.
 # A stack overflow into the guard page must also end in such a panic (not a hang or reset).
@@ -125,6 +163,8 @@ test-kernels:
 	$(MAKE) test-kernel ARCH=aarch64 ENTRY_EL2=off LOG_NAME=aarch64-el1
 	$(MAKE) test-panic ARCH=x86_64
 	$(MAKE) test-panic ARCH=aarch64
+	$(MAKE) test-kernel ARCH=aarch64 BOARD=raspi3b
+	$(MAKE) test-kernel ARCH=aarch64 BOARD=raspi3b RASPI_DTB=1 LOG_NAME=raspi3b-dtb
 
 test-host:
 	$(SWIFT) test
@@ -137,7 +177,8 @@ test: deps
 	$(MAKE) test-host
 	$(MAKE) test-kernels
 	@echo "==== make test: in-kernel results, all boots ===="
-	@$(PYTHON) scripts/ktap_summary.py build/ktap/x86_64.log build/ktap/aarch64.log build/ktap/aarch64-el1.log
+	@$(PYTHON) scripts/ktap_summary.py build/ktap/x86_64.log build/ktap/aarch64.log build/ktap/aarch64-el1.log \
+	  build/ktap/raspi3b.log build/ktap/raspi3b-dtb.log
 
 bench: deps disk-image
 	$(MAKE) kernel VARIANT=bench ARCH=$(ARCH)

@@ -5,7 +5,8 @@
 #   always        python3 (python3), make (make), the Swift toolchain
 #   --need-qemu   qemu-system-x86_64 (qemu-system-x86), qemu-system-aarch64 (qemu-system-arm),
 #                 qemu-img (qemu-utils)
-#   --need-image  mcopy (mtools), mkfs.fat (dosfstools), sfdisk (fdisk), for disk/SD images
+#   --need-image  mcopy (mtools), mkfs.fat (dosfstools), sfdisk (fdisk), dtc
+#                 (device-tree-compiler), for disk/SD images and the Pi's test DTB
 #
 # A missing Debian package is installed when running as root (`apt-get update` then
 # `apt-get install -y PKGS`); otherwise the script stops at once, printing the command to run,
@@ -22,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
         --need-qemu) need_qemu=1 ;;
         --need-image) need_image=1 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "ensure-deps.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -40,7 +41,8 @@ if [ "$need_image" = 1 ]; then
     checks="$checks
 mcopy mtools
 mkfs.fat dosfstools
-sfdisk fdisk"
+sfdisk fdisk
+dtc device-tree-compiler"
 fi
 
 # Finds a command on PATH or in the sbin directories a non-root PATH often lacks.

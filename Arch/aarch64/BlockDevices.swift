@@ -14,8 +14,9 @@ extension Platform {
     /// Why the first virtio-blk device found could not be started, if one could not.
     private nonisolated(unsafe) static var blockAttachError: BlockDeviceError?
 
-    /// Number of probe slots `probeBlockDevice(slot:)` takes: QEMU virt's 32 virtio-mmio slots.
-    static let blockDeviceSlotCount = 32
+    /// Number of probe slots `probeBlockDevice(slot:)` takes: QEMU virt's 32 virtio-mmio slots
+    /// (none on boards without virtio, where the virtio_blk suite skips).
+    static let blockDeviceSlotCount = Board.virtioSlotCount
 
     /// Finds every virtio-blk device (once; later calls return the same count) and starts it
     /// with its completion interrupt routed. Prints one console line per device.

@@ -66,8 +66,10 @@ extension Platform {
     /// False once the kernel pmap replaced the boot tables, whose identity map is gone.
     nonisolated(unsafe) static var identityMapIsLive = true
 
-    /// The first GiB of the direct map is device memory (QEMU virt's MMIO lives there).
-    static let directMapDeviceEnd: UInt64 = 1 << 30
+    /// [directMapDeviceStart, directMapDeviceEnd) of the direct map is device memory: virt's
+    /// first GiB of MMIO, the Pi's peripherals from 0x3F00_0000 (Board.swift).
+    static let directMapDeviceStart: UInt64 = Board.deviceStart
+    static let directMapDeviceEnd: UInt64 = Board.deviceEnd
 
     /// ID_AA64MMFR1_EL1.HAFDBS: 0 none, 1 access flag, 2 access flag and dirty state.
     nonisolated(unsafe) static var hardwareAccessDirtySupport: UInt64 = 0

@@ -33,6 +33,7 @@ func dispatchTrap(_ rawFrame: UnsafeMutableRawPointer) {
         frame.pointee.elr += 4   // brk does not advance the PC
         return
     }
+    if isSynchronousFromKernel && exceptionClass == 0 && Platform.exitRequested { haltForever() }   // hlt without semihosting
     if isSynchronousFromKernel, let fault = decodeAbort(esr: esr, address: frame.pointee.far) {
         if resolvePmapEmulationFault(fault) { return }   // the pmap's own AF/dirty emulation (MMU.swift)
         if PageFaultDispatcher.handle(fault) == .resolved { return }   // eret restarts the access

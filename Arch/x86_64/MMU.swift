@@ -42,6 +42,7 @@ extension Platform {
     nonisolated(unsafe) static var identityMapIsLive = true
 
     /// The direct map has no device-memory part: MTRRs make the MMIO holes uncached.
+    static let directMapDeviceStart: UInt64 = 0
     static let directMapDeviceEnd: UInt64 = 0
 
     /// How referenced/modified bits are kept, for the boot banner.

@@ -45,3 +45,8 @@ enum Platform {
         identityMapIsLive && address.value < directMapLimit ? UnsafeMutableRawPointer(bitPattern: UInt(address.value)) : nil
     }
 }
+
+extension Platform {
+    /// Suites for devices only some boards have: none on the PC.
+    static var boardSelfTestSuites: [SelfTestSuite] { [] }
+}

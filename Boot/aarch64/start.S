@@ -8,8 +8,9 @@
  *  - FP/SIMD enabled (CPACR_EL1.FPEN = 0b11), the cycle counter (PMCCNTR_EL0) running;
  *  - MMU on, 4 KiB granule, 48-bit VAs, all kernel mappings in TTBR0's lower half: the
  *    identity map (L0 slot 0, needed while the MMU turns on), the direct map at
- *    0x0000_4000_0000_0000 (slot 128; 1 GiB blocks: the first GiB as device memory, the next
- *    seven as normal write-back memory) and the kernel window at 0x0000_7FFF_8000_0000
+ *    0x0000_4000_0000_0000 (slot 128; virt: 1 GiB blocks, the first GiB as device memory,
+ *    the next seven as normal write-back memory; raspi3b: 2 MiB blocks, normal RAM below the
+ *    peripherals at 0x3F00_0000, device from there to 2 GiB) and the kernel window at 0x0000_7FFF_8000_0000
  *    (slot 255; KERNEL_VMA + offset -> load base + offset, 2 MiB blocks). TTBR1 walks are
  *    disabled (EPD1): Swift keeps discriminator bits in the top nibble of String and object
  *    pointers, so no pointer Swift code holds may live in the 0xFFFF... half, and a branch
@@ -98,7 +99,7 @@ at_el1:
     /* Zero the boot page tables. */
     adrp x0, boot_page_tables
     add x0, x0, :lo12:boot_page_tables
-    mov x1, #(5 * 4096)
+    mov x1, #(6 * 4096)
 2:  stp xzr, xzr, [x0], #16
     subs x1, x1, #16
     b.ne 2b
@@ -115,6 +116,34 @@ at_el1:
     add x6, x6, :lo12:boot_l2_kernel
 
     /* L1 shared by the identity map (slot 0) and the direct map (slot 128). */
+#ifdef BOARD_RASPI3B
+    /*
+     * Raspberry Pi 3B: RAM from 0 up to the peripherals at 0x3F00_0000 (the GPU's share of it
+     * included: the ARM never touches that part), so the first GiB is an L2 table of 2 MiB
+     * blocks, normal below PERIPHERAL_BASE and device from it. The second GiB starts with the
+     * ARM local peripherals (0x4000_0000): device. Nothing above: the SoC decodes no more, and
+     * a normal mapping there would invite speculative fetches.
+     */
+    adrp x10, boot_l2_low
+    add x10, x10, :lo12:boot_l2_low
+    orr x7, x10, #(PTE_VALID | PTE_TABLE)
+    str x7, [x4]                         /* L1[0] -> 2 MiB blocks */
+    ldr x7, =BLOCK_NORMAL
+    ldr x11, =BLOCK_DEVICE
+    mov x8, #0
+3:  cmp x8, #(0x3F000000 >> 21)
+    csel x12, x7, x11, lo
+    lsl x9, x8, #21
+    orr x9, x9, x12
+    str x9, [x10, x8, lsl #3]
+    add x8, x8, #1
+    cmp x8, #512
+    b.ne 3b
+    ldr x7, =BLOCK_DEVICE
+    mov x9, #(1 << 30)
+    orr x9, x9, x7
+    str x9, [x4, #8]                     /* L1[1]: 1..2 GiB, ARM local peripherals */
+#else
     ldr x7, =BLOCK_DEVICE
     str x7, [x4]                         /* 0..1 GiB: devices (virt's MMIO) */
     ldr x7, =BLOCK_NORMAL
@@ -125,6 +154,7 @@ at_el1:
     add x8, x8, #1
     cmp x8, #8
     b.ne 3b
+#endif
 
     orr x7, x4, #(PTE_VALID | PTE_TABLE)
     str x7, [x2]                         /* L0[0]: identity */
@@ -142,7 +172,11 @@ at_el1:
     orr x9, x9, x7
     str x9, [x6, x8, lsl #3]
     add x8, x8, #1
+#ifdef BOARD_RASPI3B
+    cmp x8, #(0x3F000000 >> 21)          /* window base 0: stop short of the peripherals */
+#else
     cmp x8, #512
+#endif
     b.ne 4b
 
     ldr x1, =MAIR_VALUE
@@ -200,6 +234,7 @@ boot_l0_high:   .skip 4096              /* TTBR1: empty, walks disabled by EPD1 
 boot_l1_map:    .skip 4096
 boot_l1_kernel: .skip 4096
 boot_l2_kernel: .skip 4096
+boot_l2_low:    .skip 4096              /* raspi3b: the first GiB in 2 MiB blocks */
 
     /* The 64 KiB boot stack starts on a 128 KiB boundary: every address in it has bit 16
      * clear and the guard page below it has bit 16 set, which is how the exception vectors

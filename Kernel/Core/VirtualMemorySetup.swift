@@ -4,8 +4,8 @@
 // and before anything else maps memory. Afterwards:
 //  - the direct map covers physical [0, Platform.directMapLimit) at
 //    AddressSpaceLayout.directMapBase, never executable, read-only over the image's text and
-//    read-only data (so no alias makes them writable), device memory below
-//    Platform.directMapDeviceEnd, with the largest pages that fit;
+//    read-only data (so no alias makes them writable), device memory in
+//    [Platform.directMapDeviceStart, Platform.directMapDeviceEnd), with the largest pages that fit;
 //  - the kernel image is mapped W^X with 4 KiB pages, and the page below the boot stack
 //    (kernel_stack_guard) is unmapped, so a stack overflow faults instead of corrupting .bss;
 //  - the boot identity map is gone: user address spaces own the low half, and a null
@@ -61,13 +61,14 @@ func setUpVirtualMemory() {
     Console.writeLine(Platform.referencedModifiedTracking)
 }
 
-/// Maps physical [0, directMapLimit) at the direct-map base: device memory below
-/// `directMapDeviceEnd`, read-only over the image's text and read-only data, read-write
+/// Maps physical [0, directMapLimit) at the direct-map base: device memory in
+/// [`directMapDeviceStart`, `directMapDeviceEnd`), read-only over the image's text and read-only data, read-write
 /// elsewhere, never executable.
 private func mapDirectMap(in pmap: MachinePmap) throws(PmapError) {
     let layout = kernelImageLayout
     let readOnly = layout.physicalRange(of: layout.text.lowerBound..<layout.readOnlyData.upperBound)
-    var cuts: [UInt64] = [0, Platform.directMapDeviceEnd, readOnly.start.value, readOnly.end.value, Platform.directMapLimit]
+    let device = Platform.directMapDeviceStart..<Platform.directMapDeviceEnd
+    var cuts: [UInt64] = [0, device.lowerBound, device.upperBound, readOnly.start.value, readOnly.end.value, Platform.directMapLimit]
     cuts.sort()
     for index in 0..<(cuts.count - 1) where cuts[index] < cuts[index + 1] {
         let start = cuts[index], end = cuts[index + 1]
@@ -75,7 +76,7 @@ private func mapDirectMap(in pmap: MachinePmap) throws(PmapError) {
         try pmap.enterRange(PhysicalRange(start: PhysicalAddress(start), end: PhysicalAddress(end)),
                             at: VirtualAddress(AddressSpaceLayout.directMapBase + start),
                             protection: isReadOnly ? .readOnly : .readWrite,
-                            memoryType: end <= Platform.directMapDeviceEnd ? .device : .normal)
+                            memoryType: start >= device.lowerBound && end <= device.upperBound ? .device : .normal)
     }
 }
 

@@ -14,7 +14,7 @@ let allSelfTestSuites: [SelfTestSuite] = [
     vmObjectSuite,
     vmFaultSuite,
     swapPagerSuite,
-]
+] + Platform.boardSelfTestSuites   // devices only some boards have (the Pi's SD card)
 
 let allBenchmarks: [BenchmarkSuite] = [
     memoryBenchmarks,

@@ -1,0 +1,94 @@
+"""Tests of the Raspberry Pi SD-card image layout (sd_image.py) and writer (make-sd-image.py).
+
+The writer test builds a real image from stand-in firmware files with sfdisk, mkfs.fat and
+mcopy, and is skipped when those tools are missing (scripts/ensure-deps.sh --need-image).
+"""
+
+import importlib.util
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sd_image  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "make_sd_image", os.path.join(os.path.dirname(os.path.abspath(__file__)), "make-sd-image.py"))
+make_sd_image = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_sd_image)
+
+
+def _have(tool):
+    return shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}") or os.path.exists(f"/sbin/{tool}")
+
+
+class LayoutTests(unittest.TestCase):
+    def test_image_is_a_power_of_two_for_qemus_sd_model(self):
+        self.assertEqual(sd_image.IMAGE_BYTES & (sd_image.IMAGE_BYTES - 1), 0)
+
+    def test_partitions_are_aligned_and_fill_the_image(self):
+        self.assertEqual(sd_image.BOOT_START % 2048, 0, "1 MiB alignment")
+        self.assertEqual(sd_image.SWAP_START % 2048, 0)
+        self.assertEqual((sd_image.SWAP_START + sd_image.SWAP_SECTORS) * 512, sd_image.IMAGE_BYTES)
+
+    def test_pattern_words_name_their_sector_and_index(self):
+        sector = sd_image.pattern_sector(5)
+        self.assertEqual(len(sector), 512)
+        word = struct.unpack_from("<Q", sector, 8 * 3)[0]
+        self.assertEqual(word ^ sd_image.PATTERN_MAGIC, 5 << 16 | 3)
+        self.assertEqual(len(sd_image.pattern()), sd_image.PATTERN_SECTORS * 512)
+
+    def test_config_txt_boots_the_64_bit_kernel_with_the_uart(self):
+        lines = sd_image.CONFIG_TXT.splitlines()
+        for setting in ("arm_64bit=1", "kernel=kernel8.img", "enable_uart=1"):
+            self.assertIn(setting, lines)
+
+    def test_partitions_rejects_a_sector_without_signature(self):
+        with self.assertRaises(ValueError):
+            sd_image.partitions(bytes(512))
+
+
+@unittest.skipUnless(all(_have(t) for t in ("sfdisk", "mkfs.fat", "mcopy", "mtype")),
+                     "sfdisk, mkfs.fat or mtools missing")
+class WriterTests(unittest.TestCase):
+    def test_image_holds_mbr_fat_files_and_swap_pattern(self):
+        with tempfile.TemporaryDirectory() as scratch:
+            firmware = os.path.join(scratch, "firmware")
+            os.makedirs(firmware)
+            for name in make_sd_image.FIRMWARE_FILES:
+                with open(os.path.join(firmware, name), "wb") as f:
+                    f.write(name.encode() * 10)
+            kernel = os.path.join(scratch, "kernel8.img")
+            with open(kernel, "wb") as f:
+                f.write(b"\x00" * 4 + b"ARM\x64" * 100)
+            output = os.path.join(scratch, "sd.img")
+            make_sd_image.write_image(output, kernel, firmware)
+
+            self.assertEqual(os.path.getsize(output), sd_image.IMAGE_BYTES)
+            with open(output, "rb") as f:
+                mbr = f.read(512)
+                f.seek(sd_image.SWAP_START * 512)
+                swap = f.read(sd_image.PATTERN_SECTORS * 512)
+            parts = sd_image.partitions(mbr)
+            self.assertEqual(parts[0], (sd_image.BOOT_TYPE, sd_image.BOOT_START, sd_image.BOOT_SECTORS, True))
+            self.assertEqual(parts[1], (sd_image.SWAP_TYPE, sd_image.SWAP_START, sd_image.SWAP_SECTORS, False))
+            self.assertEqual(swap, sd_image.pattern())
+
+            fat = f"{output}@@{sd_image.BOOT_START * 512}"
+            mtype = shutil.which("mtype")
+            for name in make_sd_image.FIRMWARE_FILES:
+                content = subprocess.run([mtype, "-i", fat, f"::/{name}"], check=True, capture_output=True).stdout
+                self.assertEqual(content, name.encode() * 10, name)
+            config = subprocess.run([mtype, "-i", fat, "::/config.txt"], check=True, capture_output=True).stdout
+            self.assertEqual(config.decode(), sd_image.CONFIG_TXT)
+            copied = subprocess.run([mtype, "-i", fat, "::/kernel8.img"], check=True, capture_output=True).stdout
+            with open(kernel, "rb") as f:
+                self.assertEqual(copied, f.read())
+
+
+if __name__ == "__main__":
+    unittest.main()
