@@ -14,6 +14,7 @@ let allSelfTestSuites: [SelfTestSuite] = [
     vmObjectSuite,
     vmFaultSuite,
     swapPagerSuite,
+    pageoutSuite,
 ] + Platform.boardSelfTestSuites   // devices only some boards have (the Pi's SD card)
 
 let allBenchmarks: [BenchmarkSuite] = [

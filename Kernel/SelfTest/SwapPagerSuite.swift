@@ -20,7 +20,7 @@ let swapPagerSuite = SelfTestSuite("swap_pager", [
     SelfTest("rewrite_and_discard_free_swap_blocks", rewriteAndDiscardFreeSwapBlocks),
     SelfTest("pager_protocol_collapse_through_existential", pagerProtocolCollapseThroughExistential),
     SelfTest("metadata_dense_object_costs_at_most_8_5_bytes_per_page", metadataDenseObjectCostsAtMost85BytesPerPage),
-])
+] + swapPagerVMTests)
 
 /// The swap window on the test disk (see the file header); split in two halves when a test
 /// needs two devices.
@@ -33,7 +33,7 @@ private enum SwapTestDisk {
 
 /// A swap space on the test disk's window (or its two halves as two devices), or nil after
 /// recording why not.
-private func testSwapSpace(_ t: inout TestContext, devices: Int = 1) -> (SwapSpace, PlatformBlockDevice)? {
+func testSwapSpace(_ t: inout TestContext, devices: Int = 1) -> (SwapSpace, PlatformBlockDevice)? {
     guard Platform.blockDeviceSlotCount > 0 else {
         t.skip("this machine has no virtio transport: swap_pager does not apply")
         return nil

@@ -172,9 +172,8 @@ final class VMTestBed {
         return unresolvedFaults
     }
 
-    /// Audit with live maps, tear down, audit again, check for leaks, restore the handler.
-    func finish(_ t: inout TestContext) {
-        audit(&t, "after the test")
+    /// Destroys every map and drops every held object now (the kernel pmap becomes active).
+    func releaseAll() {
         faultingMap = nil
         if let kernel = kernelPmap { try? kernel.activate() }
         for map in maps.reversed() { map.destroy() }
@@ -182,6 +181,12 @@ final class VMTestBed {
         for object in held.reversed() { object.deallocate() }
         held = []
         system.cache.purge()
+    }
+
+    /// Audit with live maps, tear down, audit again, check for leaks, restore the handler.
+    func finish(_ t: inout TestContext) {
+        audit(&t, "after the test")
+        releaseAll()
         audit(&t, "after tear-down")
         t.expectEqual(system.objects.count, objectsBefore, "objects alive after tear-down")
         let poolGrowth = (kernelPmap?.reverseMap.poolPages ?? 0) - poolPagesBefore

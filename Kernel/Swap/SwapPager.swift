@@ -347,5 +347,65 @@ public final class SwapPager: Pager {
 
     public func terminate() {
         releaseAll()
+        if reservedPages > 0 {
+            try? space.unreserve(reservedPages)
+            reservedPages = 0
+        }
+    }
+
+    // MARK: Batch Pager calls (byte offsets)
+
+    public func readAhead(around offset: UInt64, within bounds: Range<UInt64>,
+                          isResident: (UInt64) -> Bool) -> Range<UInt64> {
+        guard let index = SwapPager.index(of: offset) else { return offset..<(offset + pageSize) }
+        let pageBounds = SwapPager.indices(of: bounds)
+        guard let plan = readAheadPlan(around: index, within: pageBounds, isResident: { isResident($0 << pageShift) }) else {
+            return offset..<(offset + pageSize)
+        }
+        return (plan.indices.lowerBound << pageShift)..<(plan.indices.upperBound << pageShift)
+    }
+
+    public func pageIn(batch pages: [Page], at offsets: Range<UInt64>) -> [PagerError?] {
+        let indices = SwapPager.indices(of: offsets)
+        guard UInt64(indices.count) == UInt64(pages.count), let first = metadata.slot(at: indices.lowerBound) else {
+            return [PagerError?](repeating: .noData, count: pages.count)
+        }
+        // Only a run on consecutive blocks is one read; otherwise page by page.
+        var consecutive = true
+        for (position, index) in indices.enumerated() where metadata.slot(at: index)?.block != first.block + UInt32(position) {
+            consecutive = false
+        }
+        if consecutive {
+            return pageIn(pages, plan: PageInPlan(indices: indices, firstBlock: UInt64(first.block))).map { $0?.pagerError }
+        }
+        var results = [PagerError?](repeating: nil, count: pages.count)
+        for (position, index) in indices.enumerated() {
+            do { try pageIn(pages[position], index: index) } catch { results[position] = error.pagerError }
+        }
+        return results
+    }
+
+    public func pageOut(batch pages: [(offset: UInt64, page: Page)]) -> [PagerError?] {
+        var results = [PagerError?](repeating: nil, count: pages.count)
+        var batch: [(index: UInt64, page: Page)] = []
+        var positions: [Int] = []
+        for (position, entry) in pages.enumerated() {
+            guard let index = SwapPager.index(of: entry.offset) else { results[position] = .noSpace; continue }
+            batch.append((index, entry.page))
+            positions.append(position)
+        }
+        for (slot, result) in pageOut(batch).enumerated() { results[positions[slot]] = result?.pagerError }
+        return results
+    }
+
+    // MARK: Reservation
+
+    /// Swap pages reserved in `space` for this pager's object (returned by `terminate`).
+    public private(set) var reservedPages: UInt64 = 0
+
+    /// Reserves `pages` more swap pages for the object. Throws `overcommitted`.
+    public func reserve(_ pages: UInt64) throws(SwapError) {
+        try space.reserve(pages)
+        reservedPages += pages
     }
 }

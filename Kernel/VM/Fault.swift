@@ -78,8 +78,12 @@ extension VMMap {
             if owner === top {
                 if access == .write {
                     if try pushToCopy(of: top, offset: offset, source: source) { system.mappings.removeAll(page) }
+                    // Dirtied again: its swap copy is stale, the block goes back now.
+                    top.discardPagerData(at: offset)
                 } else if !copyHasOwnData(of: top, offset: offset) {
                     protection.remove(.write)   // the first write must push to the copy object
+                } else if top.pagerHasData(at: offset) {
+                    protection.remove(.write)   // the first write must discard the swap copy
                 }
                 try enterPage(page, at: va, protection: protection, access: access, wiring: wiring, entryIsWired: entry.wiredCount > 0)
                 return

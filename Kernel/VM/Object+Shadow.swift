@@ -108,8 +108,13 @@ extension VMObject {
     }
 
     /// A new page holding a copy of `source` (zeros for `.zero`), or nil when memory is out.
+    /// The source page is busy while the allocation runs, so the pageout daemon that the
+    /// allocation may start cannot free it under the copy.
     func copyOfPage(_ source: PageSource) -> Page? {
         guard let from = VMObject.contents(of: source) else { return system.allocatePage(zeroed: true) }
+        var busied: Page? = nil
+        if case .resident(let sourcePage, _, _) = source, system.pages.tryBusy(sourcePage) { busied = sourcePage }
+        defer { if let busied { try? system.pages.unbusy(busied) } }
         guard let page = system.allocatePage(zeroed: false) else { return nil }
         page.contents.copyMemory(from: from, byteCount: Int(pageSize))
         return page

@@ -234,12 +234,14 @@ public final class VMObject {
         residentPages[offset] = page
         page.object = identity
         page.offset = offset
+        system.residentPageTotal += 1
     }
 
     func detach(_ page: Page) {
         precondition(page.object == identity, "VMObject.detach: page of another object")
         page.object = nil
         page.offset = 0
+        system.residentPageTotal -= 1
     }
 
     /// Resident pages in [start, end), in no order. Picks probing or scanning by size.
@@ -315,23 +317,99 @@ public final class VMObject {
         pagerOffset = 0
     }
 
-    /// Brings the page at `offset` in from the pager into a new resident page. Only the fault
-    /// path and tests call it. Throws `notResident` if the pager has no data there.
+    /// Brings the page at `offset` in from the pager into a new resident page, with the
+    /// pager's read-ahead around it (neighbours it holds on consecutive blocks, not resident
+    /// here) as long as memory is not short: those land on the inactive queue, the faulting
+    /// page on the active one, all clean (their pager data stays valid until dirtied). Only
+    /// the fault path and tests call it. Throws `notResident` if the pager has no data
+    /// there, `outOfMemory`, `pager(error)` for the faulting page (a failed neighbour is
+    /// simply left in the pager).
     func pageIn(at offset: UInt64) throws(ObjectError) -> Page {
         guard let pager, pager.hasData(at: offset + pagerOffset) else { throw .notResident }
         guard let page = system.allocatePage(zeroed: false) else { throw .outOfMemory }
         pagingInProgress += 1
         defer { pagingInProgress -= 1 }
-        do {
-            try pager.pageIn(page, at: offset + pagerOffset)
-        } catch {
+        let base = pagerOffset
+        var range = (offset + base)..<(offset + base + pageSize)
+        if system.pageout.hasRoom(for: 2 * Int(SwapPager.readAheadPages)) {
+            range = pager.readAhead(around: offset + base, within: base..<(size + base)) { pagerOffset in
+                self.residentPages[pagerOffset - base] != nil
+            }
+        }
+        var pages: [Page] = []
+        var cursor = range.lowerBound
+        while cursor < range.upperBound {
+            if cursor == offset + base {
+                pages.append(page)
+            } else if let extra = try? system.pages.allocate(zeroed: false) {
+                pages.append(extra)
+            } else {
+                // No frame for a neighbour: read only up to the faulting page's run.
+                if cursor < offset + base {
+                    for extra in pages { try? system.pages.free(extra) }
+                    pages = []
+                    range = (offset + base)..<range.upperBound
+                    cursor = range.lowerBound
+                    continue
+                }
+                range = range.lowerBound..<cursor
+                break
+            }
+            cursor += pageSize
+        }
+        let results = pager.pageIn(batch: pages, at: range)
+        var faultingError: PagerError? = nil
+        for (position, extra) in pages.enumerated() {
+            let pageOffset = range.lowerBound + UInt64(position) * pageSize - base
+            if extra == page {
+                faultingError = results[position]
+                continue
+            }
+            if results[position] != nil {
+                try? system.pages.free(extra)
+                continue
+            }
+            attach(extra, at: pageOffset)
+            try? system.pages.deactivate(extra)
+            system.statistics.pagesReadAhead += 1
+        }
+        if let faultingError {
             try? system.pages.free(page)
-            throw .pager(error)
+            throw .pager(faultingError)
         }
         attach(page, at: offset)
         try? system.pages.activate(page)
         system.statistics.pageIns += 1
+        system.statistics.pageInOperations += 1
         return page
+    }
+
+    /// Gives this anonymous object a swap pager over the system's swap space, reserving swap
+    /// for its whole size. Returns the pager (the existing one if any); nil when there is no
+    /// swap, the object already has another kind of pager, or the reservation is refused.
+    func swapPager() -> SwapPager? {
+        if let pager { return pager as? SwapPager }
+        guard isAnonymous, let space = system.swapSpace else { return nil }
+        let pager = SwapPager(space: space, pageCountHint: size >> pageShift)
+        do { try pager.reserve(size >> pageShift) } catch { return nil }
+        self.pager = pager
+        pagerOffset = 0
+        system.statistics.swapPagersCreated += 1
+        return pager
+    }
+
+    /// Forgets the pager's copy of the page at `offset` (the page is being dirtied again:
+    /// the copy is stale, and its swap block goes back at once).
+    func discardPagerData(at offset: UInt64) {
+        guard let pager, pager.hasData(at: offset + pagerOffset) else { return }
+        pager.discard((offset + pagerOffset)..<(offset + pagerOffset + pageSize))
+        system.statistics.swapSlotsDiscardedOnWrite += 1
+    }
+
+    /// True if the pager holds a copy of the page at `offset`.
+    func pagerHasData(at offset: UInt64) -> Bool {
+        guard let pager else { return false }
+        return pager.hasData(at: offset + pagerOffset)
     }
 
     // MARK: Coalesce

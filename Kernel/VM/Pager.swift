@@ -5,7 +5,9 @@
 // Invariants: a pager belongs to at most one live object; data the pager holds for an offset
 // is older than a resident page at the same offset (pageOut makes them equal, the object
 // then decides); `discard` and `absorb` are the only ways data leaves a pager besides
-// `terminate`.
+// `terminate`. The batch calls (`readAhead`, `pageIn(batch:at:)`, `pageOut(batch:)`) let a
+// pager read around a fault and write clusters in one I/O; their defaults loop over the
+// single-page calls, so a simple pager implements only those.
 // Locks: (o) the owning object's lock; one CPU today.
 
 /// Why a pager call failed. Every case leaves the pager's data unchanged.
@@ -48,4 +50,47 @@ public protocol Pager: AnyObject {
 
     /// Releases every resource (swap blocks); the pager is never used again.
     func terminate()
+
+    /// Batch pagein planning: the pager offsets worth reading together with the faulting
+    /// `offset` (read-ahead), a range containing `offset` inside `bounds` in which the
+    /// pager holds data for every offset and `isResident` is false. Default: `offset` alone.
+    func readAhead(around offset: UInt64, within bounds: Range<UInt64>,
+                   isResident: (UInt64) -> Bool) -> Range<UInt64>
+
+    /// Batch pagein: fills `pages[i]` with the data at `offsets.lowerBound + i * pageSize`
+    /// (`offsets` from `readAhead`, one page per offset). Returns one result per page: nil
+    /// when the page holds its data. Default: one `pageIn` per page.
+    func pageIn(batch pages: [Page], at offsets: Range<UInt64>) -> [PagerError?]
+
+    /// Batch pageout of (pager offset, page) pairs, ascending distinct offsets; the pager may
+    /// cluster consecutive offsets into one I/O. One result per pair: nil when the data is
+    /// stored (the caller may mark the page clean). Default: one `pageOut` per page.
+    func pageOut(batch pages: [(offset: UInt64, page: Page)]) -> [PagerError?]
+}
+
+extension Pager {
+    public func readAhead(around offset: UInt64, within bounds: Range<UInt64>,
+                          isResident: (UInt64) -> Bool) -> Range<UInt64> {
+        offset..<(offset + pageSize)
+    }
+
+    public func pageIn(batch pages: [Page], at offsets: Range<UInt64>) -> [PagerError?] {
+        var results = [PagerError?](repeating: nil, count: pages.count)
+        for position in pages.indices {
+            do { try pageIn(pages[position], at: offsets.lowerBound + UInt64(position) * pageSize) } catch {
+                results[position] = error
+            }
+        }
+        return results
+    }
+
+    public func pageOut(batch pages: [(offset: UInt64, page: Page)]) -> [PagerError?] {
+        var results = [PagerError?](repeating: nil, count: pages.count)
+        for position in pages.indices {
+            do { try pageOut(pages[position].page, at: pages[position].offset) } catch {
+                results[position] = error
+            }
+        }
+        return results
+    }
 }

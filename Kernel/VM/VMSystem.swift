@@ -37,6 +37,8 @@ public protocol PageMappings: AnyObject {
     func pageProtect(_ page: Page, to protection: Protection)
     func isModified(_ page: Page) -> Bool
     func clearModified(_ page: Page)
+    func isReferenced(_ page: Page) -> Bool
+    func clearReferenced(_ page: Page)
     /// Calls `body` with (pmap identity, address) for every mapping of `page`; the identity is
     /// `Unmanaged.passUnretained(pmap).toOpaque()`.
     func forEachMappingIdentity(of page: Page, _ body: (UnsafeMutableRawPointer, VirtualAddress) -> Void)
@@ -70,6 +72,14 @@ public struct VMStatistics {
     public var copyOnWriteFaults = 0
     public var copyPushes = 0
     public var pageIns = 0
+    /// Pager reads for faults (a read-ahead counts once).
+    public var pageInOperations = 0
+    /// Neighbours brought in by read-ahead.
+    public var pagesReadAhead = 0
+    /// Anonymous objects given a swap pager at their first pageout.
+    public var swapPagersCreated = 0
+    /// Swap copies forgotten because their page was written again.
+    public var swapSlotsDiscardedOnWrite = 0
     public var faults = 0
     /// Longest chain a fault walked under its entry (after bounding it).
     public var deepestChainAtFault = 0
@@ -91,6 +101,12 @@ public final class VMSystem {
     /// the chain is flattened by copying, so a clone never costs more than copying its pages.
     public var maximumChainDepth = 8
     public var statistics = VMStatistics()
+    /// Where anonymous objects page out to (nil: no swap, dirty anonymous pages stay).
+    public var swapSpace: SwapSpace? = nil
+    /// Pages resident in live objects (kept by VMObject.attach/detach).
+    public internal(set) var residentPageTotal = 0
+    /// The pageout daemon (free-page targets, queue scans, laundering).
+    public private(set) lazy var pageout = PageoutDaemon(system: self)
 
     public init(pages: PageFrames, mappings: any PageMappings, cacheLimit: Int = 16,
                 makePmap: @escaping () throws(PmapError) -> any PhysicalMap) {
@@ -124,9 +140,14 @@ public final class VMSystem {
 
     /// A page for an object: from the free queue or the allocator; when both are empty the
     /// object cache is trimmed (memory pressure) and the allocation retried once.
+    /// Below the free minimum the pageout daemon runs first (synchronously: there are no
+    /// kernel threads), and again if the allocation still fails.
     func allocatePage(zeroed: Bool) -> Page? {
-        if let page = try? pages.allocate(zeroed: zeroed) { return page }
-        if cache.trim(freeingPages: 64, in: self) == 0 { return nil }
+        if pageout.isBelowMinimum { pageout.run() }
+        if pageout.hasRoom(for: 1), let page = try? pages.allocate(zeroed: zeroed) { return page }
+        _ = cache.trim(freeingPages: 64, in: self)
+        pageout.run(urgent: true)
+        guard pageout.hasRoom(for: 1) else { return nil }
         return try? pages.allocate(zeroed: zeroed)
     }
 
