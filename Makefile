@@ -90,7 +90,7 @@ QEMU_COMMON = -m $(QEMU_MEMORY) -nic none -display none -serial stdio -monitor n
 # The raspi3b boots take the SD-card image instead of the virtio swap disk.
 BOOT_DISK := $(if $(filter raspi3b,$(BOARD)),image $(if $(filter 1,$(RASPI_DTB)),build/raspi3b/raspi3b.dtb,),disk-image)
 
-.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel test-panic bench debug deps clean disk-image image
+.PHONY: all kernel run test test-host test-scripts test-kernels test-kernel test-panic test-lowmem bench debug deps clean disk-image image
 
 all: kernel
 kernel: $(ELF) $(if $(filter aarch64,$(ARCH)),$(IMAGE),)
@@ -138,7 +138,7 @@ test-kernel: kernel $(BOOT_DISK)
 	  --log build/ktap/$(LOG_NAME).log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
 	  $(QEMU) $(QEMU_COMMON)
 	$(if $(filter raspi3b,$(BOARD)),@grep -q "booted by $(BOOT_LOADER)" build/ktap/$(LOG_NAME).log \
-	  && echo "$(LOG_NAME): memory came from the $(BOOT_LOADER)",$(PYTHON) scripts/check-disk-image.py $(DISK_IMAGE))
+	  && echo "$(LOG_NAME): memory came from the $(BOOT_LOADER)" && $(PYTHON) scripts/check-sd-image.py $(SD_IMAGE),$(PYTHON) scripts/check-disk-image.py $(DISK_IMAGE))
 
 # A deliberate panic inside a test must fail the run, name the test and symbolize the trap.
 # A stack overflow into the guard page must also end in such a panic (not a hang or reset).
@@ -157,10 +157,36 @@ test-panic: kernel disk-image
 	  echo "test-panic $$name: the panic failed the run, named $$test and was symbolized"; \
 	done
 
+# The low-memory boot: LOWMEM_MEMORY of RAM, two blank 64 MiB swap disks (rewritten before
+# every boot) and selftest.lowmem, so only swap_stress and swap_error run (Kernel/SelfTest/Registry.swift).
+LOWMEM_MEMORY ?= 32M
+LOWMEM_DISKS = build/disk/$(ARCH)-lowmem-swap0.img build/disk/$(ARCH)-lowmem-swap1.img
+# A third, 4 MiB disk on QEMU's blkdebug driver for the swap_error suite: EIO on writes of
+# device pages 1-3 (sectors 8, 16, 24) and on reads of page 40 (sector 320).
+LOWMEM_ERROR_DISK = build/disk/$(ARCH)-lowmem-eio.img
+LOWMEM_BLKDEBUG = build/disk/$(ARCH)-lowmem-blkdebug.conf
+test-lowmem: QEMU_MEMORY = $(LOWMEM_MEMORY)
+test-lowmem: QEMU_DRIVES = $(foreach n,0 1,-drive if=none,id=lowswap$(n),file=build/disk/$(ARCH)-lowmem-swap$(n).img,format=raw \
+  $(subst drive=swap,drive=lowswap$(n),$(QEMU_DISK_DEVICE))) \
+  -drive if=none,id=lowerr,format=raw,file=blkdebug:$(LOWMEM_BLKDEBUG):$(LOWMEM_ERROR_DISK) \
+  $(subst drive=swap,drive=lowerr,$(QEMU_DISK_DEVICE))
+test-lowmem: kernel
+	@mkdir -p build/disk build/ktap
+	$(PYTHON) -c 'import sys; [open(f, "wb").truncate(64 << 20) for f in sys.argv[1:]]' $(LOWMEM_DISKS)
+	$(PYTHON) -c 'import sys; open(sys.argv[1], "wb").truncate(4 << 20)' $(LOWMEM_ERROR_DISK)
+	@for rule in write:8 write:16 write:24 read:320; do \
+	  printf '[inject-error]\nevent = "%s_aio"\niotype = "%s"\nerrno = "5"\nsector = "%s"\nonce = "off"\n\n' \
+	    $${rule%%:*} $${rule%%:*} $${rule#*:}; done > $(LOWMEM_BLKDEBUG)
+	$(PYTHON) scripts/ktap_run.py --mode test --target $(ARCH)-lowmem --elf $(ELF) \
+	  --log build/ktap/$(ARCH)-lowmem.log --timeout $(TIMEOUT) --success-exit $(SUCCESS_EXIT) -- \
+	  $(QEMU) $(QEMU_COMMON) -append selftest.lowmem
+
 test-kernels:
 	$(MAKE) test-kernel ARCH=x86_64
 	$(MAKE) test-kernel ARCH=aarch64
 	$(MAKE) test-kernel ARCH=aarch64 ENTRY_EL2=off LOG_NAME=aarch64-el1
+	$(MAKE) test-lowmem ARCH=x86_64
+	$(MAKE) test-lowmem ARCH=aarch64
 	$(MAKE) test-panic ARCH=x86_64
 	$(MAKE) test-panic ARCH=aarch64
 	$(MAKE) test-kernel ARCH=aarch64 BOARD=raspi3b
@@ -178,6 +204,7 @@ test: deps
 	$(MAKE) test-kernels
 	@echo "==== make test: in-kernel results, all boots ===="
 	@$(PYTHON) scripts/ktap_summary.py build/ktap/x86_64.log build/ktap/aarch64.log build/ktap/aarch64-el1.log \
+	  build/ktap/x86_64-lowmem.log build/ktap/aarch64-lowmem.log \
 	  build/ktap/raspi3b.log build/ktap/raspi3b-dtb.log
 
 bench: deps disk-image

@@ -52,6 +52,54 @@ class LayoutTests(unittest.TestCase):
             sd_image.partitions(bytes(512))
 
 
+def _booted_image():
+    """An image as a good raspi3b boot leaves it: MBR, pattern, swap header, scratch data."""
+    data = bytearray(sd_image.IMAGE_BYTES)
+    for index, (kind, start, count, boot) in enumerate(
+            ((sd_image.BOOT_TYPE, sd_image.BOOT_START, sd_image.BOOT_SECTORS, True),
+             (sd_image.SWAP_TYPE, sd_image.SWAP_START, sd_image.SWAP_SECTORS, False))):
+        entry = 446 + 16 * index
+        data[entry] = 0x80 if boot else 0
+        data[entry + 4] = kind
+        struct.pack_into("<II", data, entry + 8, start, count)
+    data[510:512] = b"\x55\xaa"
+    swap = sd_image.SWAP_START * 512
+    data[swap:swap + sd_image.PATTERN_SECTORS * 512] = sd_image.pattern()
+    data[swap + sd_image.SCRATCH_SECTORS[0] * 512:swap + sd_image.SCRATCH_SECTORS[1] * 512] = \
+        b"\x5a" * ((sd_image.SCRATCH_SECTORS[1] - sd_image.SCRATCH_SECTORS[0]) * 512)
+    window = swap + sd_image.SWAP_TEST_WINDOW[0] * 512
+    data[window:window + 8] = sd_image.SWAP_HEADER_MAGIC
+    data[window + 4096:window + 8192] = b"\xa5" * 4096
+    return data
+
+
+class CheckImageTests(unittest.TestCase):
+    def test_a_good_boot_passes(self):
+        self.assertEqual(sd_image.check_image(bytes(_booted_image())), [])
+
+    def test_changed_pattern_is_reported(self):
+        data = _booted_image()
+        data[sd_image.SWAP_START * 512 + 5 * 512 + 7] ^= 1
+        problems = sd_image.check_image(bytes(data))
+        self.assertEqual(len(problems), 1)
+        self.assertIn("host pattern changed: swap-partition sectors 5..5", problems[0])
+
+    def test_writes_outside_the_test_regions_are_reported(self):
+        data = _booted_image()
+        for sector in (100, 500, sd_image.SWAP_TEST_WINDOW[1]):
+            data[(sd_image.SWAP_START + sector) * 512] = 1
+        problems = sd_image.check_image(bytes(data))
+        self.assertEqual(len(problems), 3, problems)
+        self.assertIn("sectors 500..500", problems[1])
+
+    def test_missing_swap_header_is_reported(self):
+        data = _booted_image()
+        data[(sd_image.SWAP_START + sd_image.SWAP_TEST_WINDOW[0]) * 512] = 0
+        problems = sd_image.check_image(bytes(data))
+        self.assertEqual(len(problems), 1)
+        self.assertIn("did not swap on the SD card", problems[0])
+
+
 @unittest.skipUnless(all(_have(t) for t in ("sfdisk", "mkfs.fat", "mcopy", "mtype")),
                      "sfdisk, mkfs.fat or mtools missing")
 class WriterTests(unittest.TestCase):

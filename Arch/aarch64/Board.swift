@@ -51,3 +51,55 @@ extension Platform {
     static var boardSelfTestSuites: [SelfTestSuite] { [] }
 #endif
 }
+
+// The swap self-tests' disk (SwapVMTestSupport.swift): the virtio test disk's window on virt;
+// on the Pi a window of the SD card's swap partition (type 0x82 in the card's own MBR,
+// scripts/sd_image.py) from block `swapTestOffset` on, above the host pattern (blocks 0-63)
+// and the sdhci suite's scratch writes (blocks 128-151), which stay untouched.
+extension Platform {
+#if BOARD_RASPI3B
+    /// First block of the swap tests' window, relative to the swap partition.
+    static let swapTestOffset: UInt64 = 1024
+    /// The swap partition's first block, read from the MBR once.
+    private nonisolated(unsafe) static var swapPartitionStart: UInt64?
+
+    /// Slice `slice` of `slices` of the swap tests' window on the SD card. Skips when the
+    /// machine has no card; fails when the card has no swap partition large enough.
+    static func swapTestDisk(slice: Int = 0, of slices: Int = 1) throws(SwapTestDiskError) -> SwapDisk {
+        let card: PlatformSDCard
+        do { card = try sdCard() } catch {
+            if error == .noCard { throw .unavailable("no SD card in the slot") }
+            throw .unusable("the SD card does not initialise")
+        }
+        if swapPartitionStart == nil { swapPartitionStart = try findSwapPartition(card) }
+        return try SwapTestWindow.slice(card, firstBlock: swapPartitionStart! + swapTestOffset, slice: slice, of: slices)
+    }
+
+    /// The first block of the card's swap partition, checked to hold the whole window.
+    private static func findSwapPartition(_ card: PlatformSDCard) throws(SwapTestDiskError) -> UInt64 {
+        guard let buffer = try? physicalPages.allocate() else { throw .unusable("no page for the MBR") }
+        defer { try? physicalPages.free(buffer) }
+        do {
+            try card.read(at: 0, into: CollectionOfOne(BlockSegment(address: buffer, byteCount: 512)))
+        } catch {
+            throw .unusable("the SD card's MBR cannot be read")
+        }
+        let table: MBRPartitionTable
+        do { table = try MBRPartitionTable(block: DirectMap.pointer(to: buffer), diskBlocks: card.geometry.blockCount) } catch {
+            throw .unusable("the SD card has no valid MBR")
+        }
+        guard let swap = table.first(ofType: MBRPartitionTable.linuxSwap) else {
+            throw .unusable("the SD card has no swap partition (type 0x82)")
+        }
+        guard swap.blockCount >= swapTestOffset + SwapTestWindow.blockCount else {
+            throw .unusable("the SD card's swap partition is too small for the swap window")
+        }
+        return swap.firstBlock
+    }
+#else
+    /// Slice `slice` of `slices` of the swap tests' window on the virtio test disk.
+    static func swapTestDisk(slice: Int = 0, of slices: Int = 1) throws(SwapTestDiskError) -> SwapDisk {
+        try SwapTestWindow.onVirtioDisk(slice: slice, of: slices)
+    }
+#endif
+}

@@ -14,8 +14,16 @@ let allSelfTestSuites: [SelfTestSuite] = [
     vmObjectSuite,
     vmFaultSuite,
     swapPagerSuite,
+    swapFilePagerSuite,
     pageoutSuite,
 ] + Platform.boardSelfTestSuites   // devices only some boards have (the Pi's SD card)
+
+/// The suites of the low-memory boot (`selftest.lowmem`): little RAM, two blank swap disks
+/// and a blkdebug disk that fails some reads and writes (Makefile test-lowmem).
+let lowMemorySelfTestSuites: [SelfTestSuite] = [
+    swapStressSuite,
+    swapErrorSuite,
+]
 
 let allBenchmarks: [BenchmarkSuite] = [
     memoryBenchmarks,
@@ -23,6 +31,7 @@ let allBenchmarks: [BenchmarkSuite] = [
     virtioBlockBenchmarks,
     pmapBenchmarks,
     vmBenchmarks,
+    swapBenchmarks,
 ]
 
 /// Runs every suite as KTAP on the console; a panic inside a test names it.
@@ -31,7 +40,8 @@ func runSelfTests() -> TestTotals {
         PanicContext.suite = suite
         PanicContext.test = test
     })
-    var suites = allSelfTestSuites
+    // The low-memory boot (make test-lowmem) runs only its own suites.
+    var suites = bootInfo.commandLine.contains(word: "selftest.lowmem") ? lowMemorySelfTestSuites : allSelfTestSuites
     if bootInfo.commandLine.contains(word: "selftest.panic") { suites.append(panicCheckSuite) }
     if bootInfo.commandLine.contains(word: "selftest.stack_overflow") { suites.append(stackOverflowCheckSuite) }
     let totals = runner.run(suites)

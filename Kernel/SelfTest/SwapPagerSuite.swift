@@ -1,8 +1,11 @@
-// SwapPagerSuite: swap space and the swap pager against the real virtio-blk disk.
-// Invariants: swap lives only in the disk's benchmark scratch region (sectors 8192..16383,
-// scripts/disk_image.py BENCH_REGION), which check-disk-image.py leaves free; the virtio_blk
-// suite's sectors and the untouched region are never written. Every test swaps on, leaves
-// no block in use, swaps off and gives every page back. Without a disk every test is skipped.
+// SwapPagerSuite: swap space and the swap pager against the machine's real test disk: the
+// virtio-blk disk on x86_64 and aarch64 virt, the SD card's swap partition on the Raspberry Pi
+// (`Platform.swapTestDisk`, SwapVMTestSupport.swift).
+// Invariants: swap lives only in the window the platform hands out (the virtio disk's
+// benchmark scratch region, sectors 8192..16383, which check-disk-image.py leaves free; on the
+// Pi blocks 1024..9215 of the swap partition, above the host pattern and the sdhci suite's
+// scratch blocks); nothing else on the disk is written. Every test swaps on, leaves no block
+// in use, swaps off and gives every page back. Without a disk every test is skipped.
 // Write-error injection needs QEMU blkdebug (not attached yet); the error paths run in the
 // host tests (Tests/KernelTests/SwapPagerTests.swift) over a RAM disk.
 
@@ -21,50 +24,6 @@ let swapPagerSuite = SelfTestSuite("swap_pager", [
     SelfTest("pager_protocol_collapse_through_existential", pagerProtocolCollapseThroughExistential),
     SelfTest("metadata_dense_object_costs_at_most_8_5_bytes_per_page", metadataDenseObjectCostsAtMost85BytesPerPage),
 ] + swapPagerVMTests)
-
-/// The swap window on the test disk (see the file header); split in two halves when a test
-/// needs two devices.
-private enum SwapTestDisk {
-    static let firstSector: UInt64 = 8192
-    static let sectorCount: UInt64 = 8192
-    static let identifier: UInt64 = 0x5357_4150_0000_0001
-    static let secondIdentifier: UInt64 = 0x5357_4150_0000_0002
-}
-
-/// A swap space on the test disk's window (or its two halves as two devices), or nil after
-/// recording why not.
-func testSwapSpace(_ t: inout TestContext, devices: Int = 1) -> (SwapSpace, PlatformBlockDevice)? {
-    guard Platform.blockDeviceSlotCount > 0 else {
-        t.skip("this machine has no virtio transport: swap_pager does not apply")
-        return nil
-    }
-    let disk: PlatformBlockDevice
-    do { disk = try Platform.blockDevice(at: 0) } catch {
-        t.skip("no virtio-blk disk attached: boot with the Makefile's QEMU command")
-        return nil
-    }
-    guard disk.geometry.blockCount >= SwapTestDisk.firstSector + SwapTestDisk.sectorCount else {
-        t.expect(false, "the disk holds the swap window")
-        return nil
-    }
-    let space = SwapSpace()
-    do {
-        if devices == 1 {
-            let window = try SwapDisk.over(disk, firstBlock: SwapTestDisk.firstSector, blockCount: SwapTestDisk.sectorCount)
-            try space.swapOn(window, identifier: SwapTestDisk.identifier)
-        } else {
-            let half = SwapTestDisk.sectorCount / 2
-            try space.swapOn(try SwapDisk.over(disk, firstBlock: SwapTestDisk.firstSector, blockCount: half),
-                             identifier: SwapTestDisk.identifier)
-            try space.swapOn(try SwapDisk.over(disk, firstBlock: SwapTestDisk.firstSector + half, blockCount: half),
-                             identifier: SwapTestDisk.secondIdentifier)
-        }
-    } catch {
-        t.expect(false, "swapon of the test window")
-        return nil
-    }
-    return (space, disk)
-}
 
 /// `count` pages, page i filled with a pattern of (i, generation), or nil after a failure.
 private func patternPages(_ count: Int, generation: UInt64, _ t: inout TestContext) -> [Page]? {
@@ -115,14 +74,15 @@ private func tearDown(_ space: SwapSpace, _ pagers: [SwapPager], _ t: inout Test
 }
 
 private func swapOnWritesHeaderAndSwapOffRemovesDevice(_ t: inout TestContext) {
-    guard let (space, disk) = testSwapSpace(&t) else { return }
-    t.expectEqual(space.totalBlocks, SwapTestDisk.sectorCount / 8 - SwapSpace.headerPages, "usable blocks")
+    guard let (space, disks) = testSwapSpace(&t) else { return }
+    let disk = disks[0]
+    t.expectEqual(space.totalBlocks, disk.pageCount - SwapSpace.headerPages, "usable blocks")
     t.expect(!space.isNearlyFull, "swap available after swapon")
     guard let buffer = try? physicalPages.allocate() else { t.expect(false, "a page"); return }
     do {
-        try disk.read(at: SwapTestDisk.firstSector, into: CollectionOfOne(BlockSegment(pages: 1, at: buffer)))
+        try disk.transfer(.read, page: 0, frames: [buffer])
         let header = try? SwapHeader.read(from: DirectMap.pointer(to: buffer))
-        t.expect(header == SwapHeader(pageCount: SwapTestDisk.sectorCount / 8, identifier: SwapTestDisk.identifier, slot: 0),
+        t.expect(header == SwapHeader(pageCount: disk.pageCount, identifier: SwapTestWindow.identifier, slot: 0),
                  "the header on the disk is the one swapon wrote")
     } catch {
         t.expect(false, "reading the header back")
@@ -176,14 +136,14 @@ private func readAheadPageInRoundTripsCluster(_ t: inout TestContext) {
 }
 
 private func corruptionOnDiskIsDetectedOnPageIn(_ t: inout TestContext) {
-    guard let (space, disk) = testSwapSpace(&t) else { return }
+    guard let (space, disks) = testSwapSpace(&t) else { return }
     let pager = SwapPager(space: space, pageCountHint: 8)
     guard let pages = patternPages(4, generation: 3, &t) else { tearDown(space, [pager], &t); return }
     t.expect(pager.pageOut(pages.enumerated().map { (UInt64($0.offset), $0.element) }).allSatisfy { $0 == nil }, "pageout")
     // Overwrite page 2's block behind the pager's back with page 3's data.
     let (_, devicePage) = SwapSpace.location(of: UInt64(pager.metadata.slot(at: 2)?.block ?? 0))
     do {
-        try disk.write(at: SwapTestDisk.firstSector + devicePage * 8, from: CollectionOfOne(BlockSegment(pages: 1, at: pages[3].physicalAddress)))
+        try disks[0].transfer(.write, page: devicePage, frames: [pages[3].physicalAddress])
     } catch {
         t.expect(false, "the raw overwrite")
     }
@@ -203,7 +163,7 @@ private func swapOffRefusesInUseBlocksThenEvacuates(_ t: inout TestContext) {
     t.expect(pager.pageOut(pages.enumerated().map { (UInt64($0.offset), $0.element) }).allSatisfy { $0 == nil }, "pageout")
     scrub(pages)
     do {
-        try space.swapOff(identifier: SwapTestDisk.identifier)
+        try space.swapOff(identifier: SwapTestWindow.identifier)
         t.expect(false, "swapoff refused while blocks are in use")
     } catch {
         t.expect(error == .deviceBusy(blocksInUse: 8), "deviceBusy with the count")
@@ -212,7 +172,7 @@ private func swapOffRefusesInUseBlocksThenEvacuates(_ t: inout TestContext) {
     // Evacuate: page every block back in, then drop the pager's slots.
     var evacuatedIntact = true
     do {
-        try space.swapOff(identifier: SwapTestDisk.identifier) { _, blocks in
+        try space.swapOff(identifier: SwapTestWindow.identifier) { _, blocks in
             for index: UInt64 in 0..<8 {
                 do throws(SwapPagerError) { try pager.pageIn(pages[Int(index)], index: index) } catch { evacuatedIntact = false }
                 if !holdsPattern(pages[Int(index)], index: index, generation: 4) { evacuatedIntact = false }
@@ -260,7 +220,7 @@ private func reserveRefusesOvercommit(_ t: inout TestContext) {
     do { try space.reserve(limit) } catch { t.expect(false, "reserving up to the limit") }
     do { try space.reserve(1) } catch { refused = error == .overcommitted }
     t.expect(refused, "one page past the limit is refused")
-    do { try space.swapOff(identifier: SwapTestDisk.identifier) } catch { refused = error == .overcommitted }
+    do { try space.swapOff(identifier: SwapTestWindow.identifier) } catch { refused = error == .overcommitted }
     t.expect(refused, "swapoff that would uncover reservations is refused")
     do { try space.unreserve(limit) } catch { t.expect(false, "unreserve") }
     tearDown(space, [], &t)

@@ -10,6 +10,13 @@
 //    call into the driver is still specialised.
 // Locks: none; SwapSpace's owner serialises calls.
 
+/// Request tags, unique across every SwapDisk: several windows of one device share its
+/// completions, so a window may reap another's.
+private nonisolated(unsafe) var nextSwapDiskTag: UInt64 = 1
+/// Completions of asynchronous requests reaped but not yet claimed by `SwapDisk.poll`, from
+/// any window of any device (tags are unique).
+private nonisolated(unsafe) var unclaimedCompletions: [(tag: UInt64, error: BlockDeviceError?)] = []
+
 /// A page-granular view of a window of a `BlockDevice`, used by `SwapSpace`.
 public final class SwapDisk {
     /// The device's geometry.
@@ -24,7 +31,7 @@ public final class SwapDisk {
     private let submitRequest: (BlockOperation, UInt64, [BlockSegment], UInt64) throws(BlockDeviceError) -> Void
     private let reapRequests: ((BlockCompletion) -> Void) -> Int
     private let waitForDevice: () -> Void
-    private var nextTag: UInt64 = 1
+    private let deviceInFlight: () -> Int
 
     /// Wraps `device`, using device blocks [firstBlock, firstBlock + blockCount) (to the end of
     /// the device when `blockCount` is nil). Throws `unsupportedBlockSize` when the device's
@@ -48,12 +55,13 @@ public final class SwapDisk {
                             try device.submit(operation, at: block, segments: segments, tag: tag)
                         },
                         reap: { body in device.reapCompletions(body) },
-                        wait: { device.waitForCompletions() })
+                        wait: { device.waitForCompletions() }, inFlight: { device.inFlightCount })
     }
 
     private init(geometry: BlockGeometry, firstBlock: UInt64, pageCount: UInt64, blocksPerPage: UInt64,
                  submit: @escaping (BlockOperation, UInt64, [BlockSegment], UInt64) throws(BlockDeviceError) -> Void,
-                 reap: @escaping ((BlockCompletion) -> Void) -> Int, wait: @escaping () -> Void) {
+                 reap: @escaping ((BlockCompletion) -> Void) -> Int, wait: @escaping () -> Void,
+                 inFlight: @escaping () -> Int) {
         self.geometry = geometry
         self.firstBlock = firstBlock
         self.pageCount = pageCount
@@ -61,6 +69,7 @@ public final class SwapDisk {
         submitRequest = submit
         reapRequests = reap
         waitForDevice = wait
+        deviceInFlight = inFlight
     }
 
     /// Moves the pages `frames` to or from window pages `page ..< page + frames.count`, as
@@ -74,8 +83,8 @@ public final class SwapDisk {
         var failure: BlockDeviceError? = nil
         var pageIndex = page
         for request in requests {
-            let tag = nextTag
-            nextTag &+= 1
+            let tag = nextSwapDiskTag
+            nextSwapDiskTag &+= 1
             let block = firstBlock + pageIndex * blocksPerPage
             var submitted = false
             while !submitted {
@@ -98,6 +107,7 @@ public final class SwapDisk {
     }
 
     /// Waits for and reaps completions of `outstanding` (all of them, or at least one).
+    /// Completions of asynchronous requests (`start`) reaped on the way are kept for `poll`.
     private func collect(_ outstanding: inout [UInt64], _ failure: inout BlockDeviceError?, all: Bool) {
         let target = all ? 0 : outstanding.count - 1
         while outstanding.count > target {
@@ -106,8 +116,70 @@ public final class SwapDisk {
                 if let index = outstanding.firstIndex(of: completion.tag) {
                     outstanding.remove(at: index)
                     if let error = completion.error, failure == nil { failure = error }
+                } else {
+                    unclaimedCompletions.append((completion.tag, completion.error))
                 }
             }
+        }
+    }
+
+    // MARK: Asynchronous transfers
+
+    /// Asynchronous requests submitted and not yet claimed.
+    public private(set) var asynchronousInFlight = 0
+
+    /// Starts moving `frames` to or from window pages `page ..< page + frames.count` and
+    /// returns at once, appending the tags of its requests to `tags` (pass them to `poll`).
+    /// When the device queue is full it waits for a completion first. Throws what `submit`
+    /// throws; the requests submitted before the failure are then in `tags`, still in
+    /// flight: `poll` them before reusing the frames. Precondition: the pages lie in the window.
+    public func start(_ operation: BlockOperation, page: UInt64, frames: [PhysicalAddress],
+                      tags: inout [UInt64]) throws(BlockDeviceError) {
+        precondition(page < pageCount && UInt64(frames.count) <= pageCount - page, "SwapDisk.start: pages outside the window")
+        var pageIndex = page
+        for request in plan(frames) {
+            let tag = nextSwapDiskTag
+            nextSwapDiskTag &+= 1
+            let block = firstBlock + pageIndex * blocksPerPage
+            while true {
+                do {
+                    try submitRequest(operation, block, request.segments, tag)
+                    break
+                } catch .queueFull where deviceInFlight() > 0 {
+                    waitForDevice()
+                    reapFinished()
+                }
+            }
+            asynchronousInFlight += 1
+            tags.append(tag)
+            pageIndex += UInt64(request.pages)
+        }
+    }
+
+    /// Reaps whatever the device has finished (never blocks).
+    private func reapFinished() {
+        _ = reapRequests { completion in unclaimedCompletions.append((completion.tag, completion.error)) }
+    }
+
+    /// Claims the completions of `tags`: removes the finished ones from `tags`, recording the
+    /// first failure in `failure`. `wait`: block until every one has finished.
+    public func poll(_ tags: inout [UInt64], failure: inout BlockDeviceError?, wait: Bool) {
+        reapFinished()
+        while true {
+            var position = 0
+            while position < unclaimedCompletions.count {
+                if let index = tags.firstIndex(of: unclaimedCompletions[position].tag) {
+                    tags.remove(at: index)
+                    if let error = unclaimedCompletions[position].error, failure == nil { failure = error }
+                    unclaimedCompletions.remove(at: position)
+                    asynchronousInFlight -= 1
+                } else {
+                    position += 1
+                }
+            }
+            if tags.isEmpty || !wait { return }
+            waitForDevice()
+            reapFinished()
         }
     }
 

@@ -5,6 +5,9 @@
 //    whose checksum the slot records; no block is named by two slots (of any pager).
 //  - A page's data is written to a new block before its old slot is replaced, so a failed
 //    pageout never loses the previous copy; the old block is freed only after success.
+//  - Pageout writes are asynchronous, at most `maxWritesInFlight` cluster writes on the
+//    devices at once; a slot is recorded only after its write completed, and a failed
+//    cluster is retried page by page only when nothing is in flight.
 //  - Write error: the failing block is quarantined, the page is retried on another block
 //    (`writeAttempts` in all); if every attempt fails the page is reported and stays dirty
 //    (the caller keeps it resident). Read error or checksum mismatch: only that page is
@@ -167,13 +170,17 @@ public final class SwapPager: Pager {
     /// Writes `pages` (ascending, distinct indices) to swap, clustering consecutive indices
     /// into I/Os of up to `clusterPages` pages on consecutive blocks, and returns one result
     /// per page in input order: nil when the page's data is now in swap (the caller may mark
-    /// it clean), else the error (the page must stay dirty and resident). See the file
-    /// header for the retry policy.
+    /// it clean), else the error (the page must stay dirty and resident). The cluster writes
+    /// are asynchronous: up to `maxWritesInFlight` are on the devices at once, and a slot is
+    /// recorded only when its write completed. A failed cluster is retried page by page
+    /// (see the file header) once every write in flight has finished.
     public func pageOut(_ pages: [(index: UInt64, page: Page)]) -> [SwapPagerError?] {
         var results = [SwapPagerError?](repeating: nil, count: pages.count)
         for (position, entry) in pages.enumerated() where entry.index >= SwapMetadata.maximumIndex {
             results[position] = .offsetOutOfRange
         }
+        var inFlight: [ClusterWrite] = []
+        var failed: [ClusterWrite] = []
         var position = 0
         while position < pages.count {
             guard results[position] == nil else { position += 1; continue }
@@ -183,41 +190,63 @@ public final class SwapPager: Pager {
                   pages[end].index == pages[end - 1].index + 1 {
                 end += 1
             }
-            writeCluster(pages, from: position, to: end, into: &results)
+            // Its block runs, each one asynchronous write.
+            var cursor = position
+            while cursor < end {
+                let run: BlockRun
+                do { run = try space.allocate(upTo: UInt64(end - cursor)) } catch {
+                    for rest in cursor..<end { results[rest] = .noSpace }
+                    break
+                }
+                let count = Int(run.count)
+                while inFlight.count >= SwapPager.maxWritesInFlight {
+                    complete(inFlight.removeFirst(), pages, &failed)
+                }
+                let checksums = (cursor..<(cursor + count)).map { SwapChecksum.of(pages[$0].page.contents) }
+                let frames = (cursor..<(cursor + count)).map { pages[$0].page.physicalAddress }
+                pageOutWrites += 1
+                inFlight.append(ClusterWrite(first: cursor, blockStart: run.start, checksums: checksums,
+                                             pending: space.startWrite(start: run.start, from: frames)))
+                peakWritesInFlight = max(peakWritesInFlight, inFlight.count)
+                cursor += count
+            }
             position = end
+        }
+        while !inFlight.isEmpty { complete(inFlight.removeFirst(), pages, &failed) }
+        // Nothing in flight now: find the bad block(s), each page alone on its own block.
+        for write in failed {
+            for offset in write.checksums.indices {
+                results[write.first + offset] = writeAlone(pages[write.first + offset], checksum: write.checksums[offset],
+                                                           firstBlock: write.blockStart + UInt64(offset))
+            }
         }
         return results
     }
 
-    /// Writes pages[from..<to] (consecutive indices) on as few block runs as the allocator
-    /// gives, recording results.
-    private func writeCluster(_ pages: [(index: UInt64, page: Page)], from: Int, to: Int,
-                              into results: inout [SwapPagerError?]) {
-        var position = from
-        while position < to {
-            let run: BlockRun
-            do { run = try space.allocate(upTo: UInt64(to - position)) } catch {
-                for rest in position..<to { results[rest] = .noSpace }
-                return
+    /// Most cluster writes `pageOut` keeps on the devices at once.
+    public static var maxWritesInFlight: Int { 4 }
+    /// The most cluster writes ever in flight together (tests, benchmarks).
+    public private(set) var peakWritesInFlight = 0
+
+    /// One asynchronous cluster write: pages[first ..< first + checksums.count] to blocks
+    /// from blockStart.
+    private struct ClusterWrite {
+        var first: Int
+        var blockStart: UInt64
+        var checksums: [UInt32]
+        var pending: SwapSpace.PendingWrite
+    }
+
+    /// Waits for `write`; records its slots on success, else queues it for the retry.
+    private func complete(_ write: ClusterWrite, _ pages: [(index: UInt64, page: Page)], _ failed: inout [ClusterWrite]) {
+        do {
+            try space.finishWrite(write.pending)
+            for offset in write.checksums.indices {
+                record(SwapSlot(block: UInt32(write.blockStart) + UInt32(offset), checksum: write.checksums[offset]),
+                       at: pages[write.first + offset].index)
             }
-            let count = Int(run.count)
-            let checksums = (position..<(position + count)).map { SwapChecksum.of(pages[$0].page.contents) }
-            let frames = (position..<(position + count)).map { pages[$0].page.physicalAddress }
-            pageOutWrites += 1
-            do {
-                try space.write(start: run.start, from: frames)
-                for offset in 0..<count {
-                    record(SwapSlot(block: UInt32(run.start) + UInt32(offset), checksum: checksums[offset]),
-                           at: pages[position + offset].index)
-                }
-            } catch {
-                // Find the bad block(s): each page alone on its own block, then elsewhere.
-                for offset in 0..<count {
-                    results[position + offset] = writeAlone(pages[position + offset], checksum: checksums[offset],
-                                                            firstBlock: run.start + UInt64(offset))
-                }
-            }
-            position += count
+        } catch {
+            failed.append(write)
         }
     }
 

@@ -420,6 +420,63 @@ public final class SwapSpace {
         do { try transfer(.write, start: start, frames: frames) } catch { writeErrors += 1; throw error }
     }
 
+    /// An asynchronous write started by `startWrite`: its requests per device, and the first
+    /// failure seen so far.
+    public struct PendingWrite {
+        var tags: [(slot: Int, tags: [UInt64])] = []
+        var failure: SwapError? = nil
+        /// True when every request has completed (after `pollWrite`).
+        public var isComplete: Bool { tags.allSatisfy { $0.tags.isEmpty } }
+    }
+
+    /// Starts writing `frames` to blocks `start ..< start + frames.count` on every device
+    /// the run spans and returns without waiting (the frames stay the device's until
+    /// `finishWrite` or a `pollWrite` that completes it). Never throws: a refused submit is
+    /// the write's failure, reported when it finishes.
+    public func startWrite(start: UInt64, from frames: [PhysicalAddress]) -> PendingWrite {
+        writes += 1
+        var pending = PendingWrite()
+        var index = 0
+        var block = start
+        while index < frames.count {
+            let inStripe = Int(SwapSpace.stripeBlocks - block % SwapSpace.stripeBlocks)
+            let count = min(inStripe, frames.count - index)
+            let (slot, page) = SwapSpace.location(of: block)
+            guard let device = devices[slot], page + UInt64(count) <= device.disk.pageCount else {
+                preconditionFailure("SwapSpace.startWrite: block outside every device")
+            }
+            var tags: [UInt64] = []
+            do {
+                try device.disk.start(.write, page: page, frames: Array(frames[index..<(index + count)]), tags: &tags)
+            } catch {
+                pending.failure = pending.failure ?? .io(error)
+            }
+            pending.tags.append((slot, tags))
+            index += count
+            block += UInt64(count)
+        }
+        return pending
+    }
+
+    /// Claims finished requests of `pending`; `wait`: until all have finished.
+    public func pollWrite(_ pending: inout PendingWrite, wait: Bool) {
+        for position in pending.tags.indices where !pending.tags[position].tags.isEmpty {
+            guard let device = devices[pending.tags[position].slot] else {
+                preconditionFailure("SwapSpace.pollWrite: device removed with writes in flight")
+            }
+            var failure: BlockDeviceError? = nil
+            device.disk.poll(&pending.tags[position].tags, failure: &failure, wait: wait)
+            if let failure, pending.failure == nil { pending.failure = .io(failure) }
+        }
+    }
+
+    /// Waits for `pending` to complete. Throws its first failure, as `write` would.
+    public func finishWrite(_ pending: PendingWrite) throws(SwapError) {
+        var pending = pending
+        pollWrite(&pending, wait: true)
+        if let failure = pending.failure { writeErrors += 1; throw failure }
+    }
+
     private func transfer(_ operation: BlockOperation, start: UInt64, frames: [PhysicalAddress]) throws(SwapError) {
         var index = 0
         var block = start

@@ -17,6 +17,8 @@ final class RAMDisk: BlockDevice {
     private(set) var refusedAsFull = 0
     private(set) var writeRequests = 0
     private var pending: [BlockCompletion] = []
+    /// The most requests ever in flight at once.
+    private(set) var peakInFlight = 0
 
     var inFlightCount: Int { pending.count }
 
@@ -63,6 +65,7 @@ final class RAMDisk: BlockDevice {
             break
         }
         pending.append(BlockCompletion(tag: tag, result: result))
+        peakInFlight = max(peakInFlight, pending.count)
     }
 
     /// Completes in reverse submission order, to prove callers match tags, not order.
