@@ -11,28 +11,15 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import image_check  # noqa: E402
 import disk_image  # noqa: E402
 
 
 def main(argv):
-    if len(argv) != 2:
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
-    try:
-        with open(argv[1], "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        print(f"check-disk-image: {error}", file=sys.stderr)
-        return 2
-    problems = disk_image.check_image(data)
-    for problem in problems:
-        print(f"check-disk-image: {argv[1]}: {problem}")
-    if problems:
-        return 1
     first, end = disk_image.KERNEL_REGION
-    print(f"check-disk-image: {argv[1]}: kernel writes verified (sectors {first}..{end - 1}), "
-          f"host region intact")
-    return 0
+    return image_check.run(argv, "check-disk-image", __doc__, disk_image.check_image,
+                           lambda: f"kernel writes verified (sectors {first}..{end - 1}), "
+                                   f"host region intact")
 
 
 if __name__ == "__main__":

@@ -13,28 +13,15 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import image_check  # noqa: E402
 import sd_image  # noqa: E402
 
 
 def main(argv):
-    if len(argv) != 2:
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
-    try:
-        with open(argv[1], "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        print(f"check-sd-image: {error}", file=sys.stderr)
-        return 2
-    problems = sd_image.check_image(data)
-    for problem in problems:
-        print(f"check-sd-image: {argv[1]}: {problem}")
-    if problems:
-        return 1
     first, end = sd_image.SWAP_TEST_WINDOW
-    print(f"check-sd-image: {argv[1]}: host pattern intact, swap tests on swap-partition sectors "
-          f"{first}..{end - 1}, nothing else written")
-    return 0
+    return image_check.run(argv, "check-sd-image", __doc__, sd_image.check_image,
+                           lambda: f"host pattern intact, swap tests on swap-partition sectors "
+                                   f"{first}..{end - 1}, nothing else written")
 
 
 if __name__ == "__main__":
