@@ -14,6 +14,7 @@ import Glibc
 import Darwin
 #endif
 import Kernel
+import XCTest
 
 final class PhysicalArena {
     /// First fake physical address.
@@ -81,3 +82,23 @@ final class PhysicalArena {
 
 /// The kernel's seeded generator (Kernel/Support/SeededRandom.swift), under the tests' name.
 typealias SplitMix64Generator = SplitMix64
+
+/// A test case with a 64 MiB arena behind the page allocator and a fresh `PageFrames` per test,
+/// the set-up the swap pager tests share.
+class ArenaPageFramesTestCase: XCTestCase {
+    var arena: PhysicalArena!
+    var frames: PageFrames!
+
+    override func setUpWithError() throws {
+        arena = PhysicalArena(byteCount: 64 << 20)
+        physicalPages = PageAllocator()
+        try physicalPages.setUp(memoryMap: arena.wholeArenaMap())
+        frames = try PageFrames()
+    }
+
+    override func tearDown() {
+        frames = nil
+        physicalPages = PageAllocator()
+        arena = nil
+    }
+}

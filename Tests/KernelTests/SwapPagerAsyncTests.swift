@@ -6,22 +6,7 @@
 import XCTest
 @testable import Kernel
 
-final class SwapPagerAsyncTests: XCTestCase {
-    private var arena: PhysicalArena!
-    private var frames: PageFrames!
-
-    override func setUpWithError() throws {
-        arena = PhysicalArena(byteCount: 64 << 20)
-        physicalPages = PageAllocator()
-        try physicalPages.setUp(memoryMap: arena.wholeArenaMap())
-        frames = try PageFrames()
-    }
-
-    override func tearDown() {
-        frames = nil
-        physicalPages = PageAllocator()
-        arena = nil
-    }
+final class SwapPagerAsyncTests: ArenaPageFramesTestCase {
 
     private func space(pages: UInt64 = 1024, queueDepth: Int = 16) throws -> (SwapSpace, RAMDisk) {
         let ram = RAMDisk(blocks: pages * 8, queueDepth: queueDepth)

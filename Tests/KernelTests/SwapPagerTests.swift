@@ -7,22 +7,7 @@
 import XCTest
 @testable import Kernel
 
-final class SwapPagerTests: XCTestCase {
-    private var arena: PhysicalArena!
-    private var frames: PageFrames!
-
-    override func setUpWithError() throws {
-        arena = PhysicalArena(byteCount: 64 << 20)
-        physicalPages = PageAllocator()
-        try physicalPages.setUp(memoryMap: arena.wholeArenaMap())
-        frames = try PageFrames()
-    }
-
-    override func tearDown() {
-        frames = nil
-        physicalPages = PageAllocator()
-        arena = nil
-    }
+final class SwapPagerTests: ArenaPageFramesTestCase {
 
     // MARK: Helpers
 
