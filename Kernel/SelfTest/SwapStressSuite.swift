@@ -131,7 +131,10 @@ private func noteCount(_ t: inout TestContext, _ label: String, _ value: Int) {
     t.note(label + " " + formatted(value))
 }
 
-private func stressWorkingSetTwiceFreeMemory(_ t: inout TestContext, _ bed: VMTestBed) {
+/// Runs `body` with the suite's swap space attached to the VM, no resident limit and the
+/// stress free targets; restores the daemon's settings and detaches swap afterwards.
+private func withStressSwap(_ t: inout TestContext, _ bed: VMTestBed,
+                            _ body: (inout TestContext, SwapSpace, VMSystem, PageoutDaemon) -> Void) {
     guard let space = stressSpace else {
         t.expect(false, "swap is on (first test)")
         return
@@ -149,100 +152,92 @@ private func stressWorkingSetTwiceFreeMemory(_ t: inout TestContext, _ bed: VMTe
         (daemon.freeMinimum, daemon.freeTarget, daemon.residentLimit) = saved
         system.swapSpace = nil
     }
-    let free = daemon.freePages
-    let pages = 2 * free + 256
-    noteCount(&t, "free page frames at start", free)
-    noteCount(&t, "working set pages", pages)
-    guard UInt64(pages + pages / 2) < space.totalBlocks else {
-        t.expect(false, "swap holds the working set and the child's copies")
-        return
-    }
-    guard let map = bed.newMap(&t) else { return }
-    guard stressMap(&t, map, pages: pages) else { return }
-    bed.activate(&t, map)
-    let vmBefore = system.statistics
-    let pageoutBefore = daemon.statistics
-    let readsBefore = space.reads, writesBefore = space.writes
-    let all = 0..<pages
-    stressWrite(base: vmTestBase, pages: all, generation: 1)
-    t.expect(space.usedBlocks > 0, "pages went to swap")
-    t.expect(system.residentPageTotal < pages, "the working set is not all resident")
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 1), 0, "every byte reads back (generation 1)")
-    stressWrite(base: vmTestBase, pages: all, generation: 2)
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 2), 0, "every byte reads back (generation 2)")
-    guard let child = t.vmSucceeds("fork", { () throws(MapError) in try map.fork() }) else { return }
-    bed.adopt(child)
-    bed.activate(&t, child)
-    let half = 0..<(pages / 2)
-    stressWrite(base: vmTestBase, pages: half, generation: 3)
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: half, generation: 3), 0, "the child sees its writes")
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: (pages / 2)..<pages, generation: 2), 0,
-                  "the child sees the parent's other half")
-    bed.activate(&t, map)
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 2), 0, "the parent keeps generation 2")
-    bed.activate(&t, child)
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: half, generation: 3), 0, "the child keeps generation 3")
-    t.expectEqual(bed.takeUnresolvedFaults(), 0, "every fault was resolved")
-    bed.audit(&t, "after the forked working set")
+    body(&t, space, system, daemon)
+}
 
-    let vm = system.statistics, out = daemon.statistics
-    noteCount(&t, "pages swapped out", out.laundered - pageoutBefore.laundered)
-    noteCount(&t, "pageout clusters", out.launderClusters - pageoutBefore.launderClusters)
-    noteCount(&t, "pages swapped in", vm.pageIns - vmBefore.pageIns)
-    noteCount(&t, "pages read ahead", vm.pagesReadAhead - vmBefore.pagesReadAhead)
-    noteCount(&t, "pagein operations", vm.pageInOperations - vmBefore.pageInOperations)
-    noteCount(&t, "swap device reads", Int(space.reads - readsBefore))
-    noteCount(&t, "swap device writes", Int(space.writes - writesBefore))
-    t.expect(out.laundered - pageoutBefore.laundered >= pages, "at least the working set went out")
-    t.expect(vm.pageIns - vmBefore.pageIns > 0, "pages came back in")
+private func stressWorkingSetTwiceFreeMemory(_ t: inout TestContext, _ bed: VMTestBed) {
+    withStressSwap(&t, bed) { t, space, system, daemon in
+        let free = daemon.freePages
+        let pages = 2 * free + 256
+        noteCount(&t, "free page frames at start", free)
+        noteCount(&t, "working set pages", pages)
+        guard UInt64(pages + pages / 2) < space.totalBlocks else {
+            t.expect(false, "swap holds the working set and the child's copies")
+            return
+        }
+        guard let map = bed.newMap(&t) else { return }
+        guard stressMap(&t, map, pages: pages) else { return }
+        bed.activate(&t, map)
+        let vmBefore = system.statistics
+        let pageoutBefore = daemon.statistics
+        let readsBefore = space.reads, writesBefore = space.writes
+        let all = 0..<pages
+        stressWrite(base: vmTestBase, pages: all, generation: 1)
+        t.expect(space.usedBlocks > 0, "pages went to swap")
+        t.expect(system.residentPageTotal < pages, "the working set is not all resident")
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 1), 0, "every byte reads back (generation 1)")
+        stressWrite(base: vmTestBase, pages: all, generation: 2)
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 2), 0, "every byte reads back (generation 2)")
+        guard let child = t.vmSucceeds("fork", { () throws(MapError) in try map.fork() }) else { return }
+        bed.adopt(child)
+        bed.activate(&t, child)
+        let half = 0..<(pages / 2)
+        stressWrite(base: vmTestBase, pages: half, generation: 3)
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: half, generation: 3), 0, "the child sees its writes")
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: (pages / 2)..<pages, generation: 2), 0,
+                      "the child sees the parent's other half")
+        bed.activate(&t, map)
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 2), 0, "the parent keeps generation 2")
+        bed.activate(&t, child)
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: half, generation: 3), 0, "the child keeps generation 3")
+        t.expectEqual(bed.takeUnresolvedFaults(), 0, "every fault was resolved")
+        bed.audit(&t, "after the forked working set")
+
+        let vm = system.statistics, out = daemon.statistics
+        noteCount(&t, "pages swapped out", out.laundered - pageoutBefore.laundered)
+        noteCount(&t, "pageout clusters", out.launderClusters - pageoutBefore.launderClusters)
+        noteCount(&t, "pages swapped in", vm.pageIns - vmBefore.pageIns)
+        noteCount(&t, "pages read ahead", vm.pagesReadAhead - vmBefore.pagesReadAhead)
+        noteCount(&t, "pagein operations", vm.pageInOperations - vmBefore.pageInOperations)
+        noteCount(&t, "swap device reads", Int(space.reads - readsBefore))
+        noteCount(&t, "swap device writes", Int(space.writes - writesBefore))
+        t.expect(out.laundered - pageoutBefore.laundered >= pages, "at least the working set went out")
+        t.expect(vm.pageIns - vmBefore.pageIns > 0, "pages came back in")
+    }
 }
 
 private func stressSwapOffOneDiskInUse(_ t: inout TestContext, _ bed: VMTestBed) {
-    guard let space = stressSpace else {
-        t.expect(false, "swap is on (first test)")
-        return
-    }
-    let system = bed.system
-    let daemon = system.pageout
-    let saved = (daemon.freeMinimum, daemon.freeTarget, daemon.residentLimit)
-    daemon.residentLimit = nil
-    daemon.freeMinimum = 256
-    daemon.freeTarget = 512
-    system.swapSpace = space
-    defer {
-        bed.releaseAll()
-        (daemon.freeMinimum, daemon.freeTarget, daemon.residentLimit) = saved
-        system.swapSpace = nil
-    }
-    // As many pages as are free: more than fit above the minimum, so they page out, and
-    // the half on one disk fits back in at swapoff.
-    let pages = daemon.freePages
-    guard let map = bed.newMap(&t) else { return }
-    guard stressMap(&t, map, pages: pages) else { return }
-    bed.activate(&t, map)
-    let all = 0..<pages
-    stressWrite(base: vmTestBase, pages: all, generation: 4)
-    pageOutAll(system)
-    let onFirst = space.blocksInUse(onDevice: stressIdentifiers[0]).count
-    let onSecond = space.blocksInUse(onDevice: stressIdentifiers[1]).count
-    noteCount(&t, "working set pages", pages)
-    noteCount(&t, "blocks on the first disk before its swapoff", onFirst)
-    noteCount(&t, "blocks on the second disk", onSecond)
-    t.expect(onFirst > 0 && onSecond > 0, "pages are on both disks")
-    let pageInsBefore = system.statistics.pageIns
-    do { try system.swapOff(identifier: stressIdentifiers[0]) } catch { t.expect(false, "swapoff of the first disk in use") }
-    t.expectEqual(space.statistics.devices, 1, "one device left")
-    t.expectEqual(space.blocksInUse(onDevice: stressIdentifiers[1]).count, onSecond, "the other disk's blocks untouched")
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 4), 0, "every byte reads back after swapoff")
-    pageOutAll(system)
-    t.expect(space.usedBlocks >= UInt64(onFirst), "the evacuated pages went out to the other disk")
-    t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 4), 0, "and every byte reads back from it")
-    noteCount(&t, "pages swapped in after swapoff", system.statistics.pageIns - pageInsBefore)
-    t.expectEqual(bed.takeUnresolvedFaults(), 0, "every fault was resolved")
-    // Swap the first disk back on for the last test's cleanup.
-    if let disk = stressDisk(0) {
-        do throws(SwapError) { try space.swapOn(try SwapDisk.over(disk), identifier: stressIdentifiers[0]) } catch {
-            t.expect(false, "swapon again")
+    withStressSwap(&t, bed) { t, space, system, daemon in
+        // As many pages as are free: more than fit above the minimum, so they page out, and
+        // the half on one disk fits back in at swapoff.
+        let pages = daemon.freePages
+        guard let map = bed.newMap(&t) else { return }
+        guard stressMap(&t, map, pages: pages) else { return }
+        bed.activate(&t, map)
+        let all = 0..<pages
+        stressWrite(base: vmTestBase, pages: all, generation: 4)
+        pageOutAll(system)
+        let onFirst = space.blocksInUse(onDevice: stressIdentifiers[0]).count
+        let onSecond = space.blocksInUse(onDevice: stressIdentifiers[1]).count
+        noteCount(&t, "working set pages", pages)
+        noteCount(&t, "blocks on the first disk before its swapoff", onFirst)
+        noteCount(&t, "blocks on the second disk", onSecond)
+        t.expect(onFirst > 0 && onSecond > 0, "pages are on both disks")
+        let pageInsBefore = system.statistics.pageIns
+        do throws(SwapOffError) { try system.swapOff(identifier: stressIdentifiers[0]) } catch { t.expect(false, "swapoff of the first disk in use") }
+        t.expectEqual(space.statistics.devices, 1, "one device left")
+        t.expectEqual(space.blocksInUse(onDevice: stressIdentifiers[1]).count, onSecond, "the other disk's blocks untouched")
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 4), 0, "every byte reads back after swapoff")
+        pageOutAll(system)
+        t.expect(space.usedBlocks >= UInt64(onFirst), "the evacuated pages went out to the other disk")
+        t.expectEqual(stressMismatches(base: vmTestBase, pages: all, generation: 4), 0, "and every byte reads back from it")
+        noteCount(&t, "pages swapped in after swapoff", system.statistics.pageIns - pageInsBefore)
+        t.expectEqual(bed.takeUnresolvedFaults(), 0, "every fault was resolved")
+        // Swap the first disk back on for the last test's cleanup.
+        if let disk = stressDisk(0) {
+            do throws(SwapError) { try space.swapOn(try SwapDisk.over(disk), identifier: stressIdentifiers[0]) } catch {
+                t.expect(false, "swapon again")
+            }
         }
     }
 }
