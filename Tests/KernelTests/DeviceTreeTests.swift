@@ -11,24 +11,10 @@ import Foundation
 import XCTest
 @testable import Kernel
 
-final class DeviceTreeTests: XCTestCase {
+final class DeviceTreeTests: IdentityDirectMapTestCase {
 
     // MARK: - Helpers
 
-    private var savedDirectMapOffset: UInt = 0
-
-    // The blob reserves its own direct-map address; pin the map to the identity so that
-    // address is the host pointer, far from the RAM the test machines describe.
-    override func setUp() {
-        super.setUp()
-        savedDirectMapOffset = DirectMap.offset
-        DirectMap.offset = 0
-    }
-
-    override func tearDown() {
-        DirectMap.offset = savedDirectMapOffset
-        super.tearDown()
-    }
 
     /// The packed QEMU virt blob.
     static let qemuVirt: [UInt8] = {

@@ -102,3 +102,20 @@ class ArenaPageFramesTestCase: XCTestCase {
         arena = nil
     }
 }
+
+/// Device-tree tests pin the direct map to the identity: a blob reserves its own direct-map
+/// address, which then is the host pointer, far from the RAM the test machines describe.
+class IdentityDirectMapTestCase: XCTestCase {
+    private var savedDirectMapOffset: UInt = 0
+
+    override func setUp() {
+        super.setUp()
+        savedDirectMapOffset = DirectMap.offset
+        DirectMap.offset = 0
+    }
+
+    override func tearDown() {
+        DirectMap.offset = savedDirectMapOffset
+        super.tearDown()
+    }
+}

@@ -8,19 +8,7 @@ import Foundation
 import XCTest
 @testable import Kernel
 
-final class RaspberryPiDeviceTreeTests: XCTestCase {
-    private var savedDirectMapOffset: UInt = 0
-
-    override func setUp() {
-        super.setUp()
-        savedDirectMapOffset = DirectMap.offset
-        DirectMap.offset = 0
-    }
-
-    override func tearDown() {
-        DirectMap.offset = savedDirectMapOffset
-        super.tearDown()
-    }
+final class RaspberryPiDeviceTreeTests: IdentityDirectMapTestCase {
 
     private func withPiTree<R>(_ body: (DeviceTree) throws -> R) throws -> R {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
