@@ -36,6 +36,14 @@ func setUpVirtualMemory() {
         panic("setUpVirtualMemory: no room for the vm_page array")
     }
     pageFrames = frames
+    // A heap short of frames takes back the VM's cached free pages (safe anywhere: nobody
+    // owns them). Everything else the VM holds is reclaimed by the pageout daemon, which
+    // keeps `freeReserved` frames out of the objects' reach for the heap's sake.
+    PhysicalPageSource.reclaim = {
+        let before = physicalPages.freePages
+        frames.drainFreeQueue()
+        return physicalPages.freePages > before
+    }
     let format = Platform.makePageTableFormat()
     let pmap: MachinePmap
     do {

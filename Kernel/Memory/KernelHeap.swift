@@ -46,15 +46,27 @@ public protocol HeapPageSource {
 
 /// Pages from the kernel's `physicalPages`, addressed through the direct map. Relies on the
 /// direct map's base being aligned to the largest block (1 GiB), so virtual alignment equals
-/// physical alignment.
+/// physical alignment. When the allocator is empty it asks `reclaim` once before failing.
 public struct PhysicalPageSource: HeapPageSource {
+    /// Gives page frames back to `physicalPages` when a heap block cannot be had; true if it
+    /// did (worth one retry). The kernel installs one that drains the VM's free-page cache
+    /// (PageFrames' free queue), whose pages the heap cannot otherwise reach. It runs inside
+    /// an arbitrary allocation, so it must not allocate from the heap or change VM objects.
+    public nonisolated(unsafe) static var reclaim: (() -> Bool)? = nil
+
     public init() {}
 
     public mutating func allocatePages(order: Int) throws(HeapError) -> UnsafeMutableRawPointer {
         do {
             return DirectMap.pointer(to: try physicalPages.allocate(order: order))
         } catch {
-            throw error == .invalidOrder ? .invalidSize : .outOfMemory
+            guard error != .invalidOrder else { throw .invalidSize }
+        }
+        guard let reclaim = PhysicalPageSource.reclaim, reclaim() else { throw .outOfMemory }
+        do {
+            return DirectMap.pointer(to: try physicalPages.allocate(order: order))
+        } catch {
+            throw .outOfMemory
         }
     }
 

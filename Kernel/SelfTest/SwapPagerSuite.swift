@@ -233,7 +233,7 @@ private func twoDevicesInterleaveClustersInStripes(_ t: inout TestContext) {
     guard let pages = patternPages(64, generation: 6, &t) else { tearDown(space, [pager], &t); return }
     t.expect(pager.pageOut(pages.enumerated().map { (UInt64($0.offset), $0.element) }).allSatisfy { $0 == nil }, "pageout")
     var perDevice = [0, 0, 0, 0]
-    pager.metadata.forEachUnordered { _, slot in perDevice[SwapSpace.location(of: UInt64(slot.block)).slot] += 1 }
+    pager.metadata.forEach(in: 0..<SwapMetadata.maximumIndex) { _, slot in perDevice[SwapSpace.location(of: UInt64(slot.block)).slot] += 1 }
     t.expect(perDevice[0] > 0 && perDevice[1] > 0, "clusters land on both devices")
     t.expectEqual(perDevice[0] + perDevice[1], 64, "and only on them")
     scrub(pages)
@@ -333,7 +333,7 @@ private func pagerProtocolCollapseThroughExistential(_ t: inout TestContext) {
 
 private func metadataDenseObjectCostsAtMost85BytesPerPage(_ t: inout TestContext) {
     var metadata = SwapMetadata(pageCountHint: 1 << 15)
-    for index: UInt64 in 0..<(1 << 15) { metadata.insert(SwapSlot(block: UInt32(index), checksum: 0), at: index) }
+    for index: UInt64 in 0..<(1 << 15) { _ = try? metadata.insert(SwapSlot(block: UInt32(index), checksum: 0), at: index) }
     t.note("swap metadata: \(metadata.memoryBytes) bytes for \(metadata.count) swapped pages")
     t.expect(metadata.memoryBytes * 2 <= 17 * metadata.count, "at most 8.5 bytes per swapped page")
     t.expect(metadata.invariantViolation() == nil, "structure sound")

@@ -80,30 +80,17 @@ private func stressWord(_ address: UInt64, _ generation: UInt64, _ word: Int) ->
     return x ^ (x >> 31)
 }
 
-/// The working set is mapped in chunks of this many pages with an unmapped page between
-/// them: one small object per chunk, so no object's resident-page table needs a large
-/// contiguous heap block while memory is at its floor.
-private let stressChunkPages = 256
+/// The address of working-set page `page`.
+private func stressAddress(_ base: UInt64, _ page: Int) -> UInt64 { base + UInt64(page) << pageShift }
 
-/// The address of working-set page `page` (chunked, see stressChunkPages).
-private func stressAddress(_ base: UInt64, _ page: Int) -> UInt64 {
-    base + (UInt64((page / stressChunkPages) * (stressChunkPages + 1) + page % stressChunkPages) << pageShift)
-}
-
-/// Maps `pages` working-set pages at vmTestBase in chunks; false after a failure.
+/// Maps `pages` working-set pages at vmTestBase as one anonymous object (one large resident-page
+/// index and swap metadata growing while memory is at its floor); false after a failure.
 private func stressMap(_ t: inout TestContext, _ map: VMMap, pages: Int) -> Bool {
-    var page = 0
-    while page < pages {
-        let count = min(stressChunkPages, pages - page)
-        let address = stressAddress(vmTestBase, page)
-        let mapped = t.vmSucceeds("map a chunk of the working set") { () throws(MapError) in
-            try map.map(nil, at: address, length: UInt64(count) << pageShift, protection: .readWrite,
-                        inheritance: .copy, copyStrategy: .symmetric)
-        }
-        guard mapped != nil else { return false }
-        page += count
+    let mapped = t.vmSucceeds("map the working set") { () throws(MapError) in
+        try map.map(nil, at: vmTestBase, length: UInt64(pages) << pageShift, protection: .readWrite,
+                    inheritance: .copy, copyStrategy: .symmetric)
     }
-    return true
+    return mapped != nil
 }
 
 private func stressWrite(base: UInt64, pages: Range<Int>, generation: UInt64) {
@@ -143,9 +130,7 @@ private func withStressSwap(_ t: inout TestContext, _ bed: VMTestBed,
     let daemon = system.pageout
     let saved = (daemon.freeMinimum, daemon.freeTarget, daemon.residentLimit)
     daemon.residentLimit = nil
-    // Headroom for the kernel heap (swap metadata, page tables) while the VM is at its floor.
-    daemon.freeMinimum = 256
-    daemon.freeTarget = 512
+    // The daemon's own defaults: the heap lives on `freeReserved` while the VM is at its floor.
     system.swapSpace = space
     defer {
         bed.releaseAll()

@@ -24,6 +24,7 @@ let vmFaultSuite = SelfTestSuite("vm_fault", [
     vmTest("physical_object_maps_its_frame", physicalObjectMapsItsFrame),
     vmTest("bad_map_arguments_typed_errors_no_change", badMapArgumentsAreTypedErrors),
     vmTest("bad_access_through_mmu_fault_returns_error_not_panic", badAccessThroughMMUReturnsError),
+    vmTest("index_memory_exhausted_fault_is_out_of_memory_page_not_lost", indexExhaustionFailsFaultCleanly),
 ])
 
 private func offset(_ page: Int) -> UInt64 { UInt64(page) << pageShift }
@@ -307,4 +308,30 @@ private func badAccessThroughMMUReturnsError(_ t: inout TestContext, _ bed: VMTe
     t.expect(PageFaultDispatcher.faultCount - faults >= 4, "every bad access was a real MMU fault")
     t.expectEqual(bed.takeUnresolvedFaults(), 3, "vm_fault refused exactly the three bad accesses")
     t.expect((try? map.pmap.extract(VirtualAddress(vmTestBase + offset(64)))) == nil, "nothing was mapped")
+}
+
+/// Pages handed out by PageFrames and not on its free queue.
+private var framesInUse: Int { pageFrames.ownedPages - pageFrames.count(of: .free) }
+
+private func indexExhaustionFailsFaultCleanly(_ t: inout TestContext, _ bed: VMTestBed) {
+    guard let map = anonymousMap(&t, bed, pages: 128) else { return }
+    t.expect(probeStore(vmTestBase, 1), "page 0 faults in (its object's index gets its first leaf)")
+    let saved = MetadataMemory.allocate
+    MetadataMemory.allocate = { _ in nil }   // Every index node allocation fails from here.
+    let before = framesInUse
+    t.expect(!probeStore(vmTestBase + offset(64), 2), "a write whose page needs a new index node comes back as an error")
+    do throws(FaultError) {
+        try map.fault(at: vmTestBase + offset(100), access: .write)
+        t.expect(false, "vm_fault refuses the page")
+    } catch {
+        t.expect(error == .outOfMemory, "vm_fault says outOfMemory")
+    }
+    t.expectEqual(framesInUse, before, "the frames those faults took went back")
+    t.expect(probeStore(vmTestBase + offset(1), 3), "a page in the existing leaf still faults in")
+    MetadataMemory.allocate = saved
+    t.expect(probeStore(vmTestBase + offset(64), 4), "with memory back the same access succeeds")
+    t.expectEqual(probeLoad(vmTestBase) ?? 0, 1, "page 0 kept its data")
+    t.expectEqual(probeLoad(vmTestBase + offset(1)) ?? 0, 3, "page 1 kept its data")
+    t.expectEqual(probeLoad(vmTestBase + offset(64)) ?? 0, 4, "page 64 holds the retried write")
+    t.expectEqual(bed.takeUnresolvedFaults(), 1, "only the access during exhaustion was refused")
 }

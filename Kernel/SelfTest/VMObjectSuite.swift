@@ -25,6 +25,7 @@ let vmObjectSuite = SelfTestSuite("vm_object", [
     vmTest("remove_range_unmaps_from_every_map", removeRangeUnmapsEverywhere),
     vmTest("protect_range_write_protects_every_mapping", protectRangeWriteProtectsEverywhere),
     vmTest("clean_pages_out_only_hardware_dirty_pages", cleanPagesOutOnlyDirtyPages),
+    vmTest("resident_index_walks_in_order_and_returns_every_node", residentIndexWalksInOrderAndReturnsNodes),
 ])
 
 private func offset(_ page: Int) -> UInt64 { UInt64(page) << pageShift }
@@ -380,4 +381,30 @@ private func cleanPagesOutOnlyDirtyPages(_ t: inout TestContext, _ bed: VMTestBe
     let third = t.vmSucceeds("clean after a write", { () throws(ObjectError) in try object.clean(offset: 0, length: offset(4)) }) ?? -1
     t.expectEqual(third, 1, "the hardware dirty bit of the new write was seen")
     t.expectEqual(pager.word(at: 0) ?? 0, 0x8, "new data written")
+}
+
+private func residentIndexWalksInOrderAndReturnsNodes(_ t: inout TestContext, _ bed: VMTestBed) {
+    let blocksBefore = MetadataMemory.blocksInUse
+    // 2^20 pages (4 GiB) of object, touched sparsely: no resident-page table sized by the object.
+    guard let object = bed.newObject(&t, pages: 1 << 20) else { return }
+    let indices = [(1 << 20) - 1, 0, 4095, 63, 64, 1 << 18]
+    for index in indices {
+        guard bed.put(UInt64(index), in: object, page: index) != nil else {
+            t.expect(false, "insert a page")
+            return
+        }
+    }
+    t.expectEqual(object.residentPageCount, indices.count, "pages resident")
+    let walked = object.sortedResidentPages
+    t.expect(walked.map { $0.offset } == indices.sorted().map { offset($0) }, "the walk is in offset order")
+    t.expect(walked.allSatisfy { $0.page.contents.load(as: UInt64.self) == $0.offset >> pageShift }, "each offset's own page")
+    t.expect(object.residentIndexBytes > 0 && object.residentIndexBytes <= 16 * RadixTree.nodeBytes,
+             "a few 512-byte nodes for a sparse 4 GiB object")
+    t.note("resident index: \(object.residentIndexBytes) bytes for \(indices.count) pages of a 4 GiB object")
+    t.vmSucceeds("removeRange") { () throws(ObjectError) in try object.removeRange(offset: offset(64), length: offset(1 << 19)) }
+    t.expectEqual(object.residentPageCount, 3, "pages 64, 4095 and 2^18 freed, the others kept")
+    t.expect(object.page(at: offset(63)) != nil && object.page(at: offset((1 << 20) - 1)) != nil
+             && object.page(at: offset(4095)) == nil, "exactly the range went")
+    bed.releaseAll()
+    t.expectEqual(MetadataMemory.blocksInUse, blocksBefore, "termination returned every index node")
 }

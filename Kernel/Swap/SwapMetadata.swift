@@ -4,23 +4,23 @@
 //  - A slot is packed in one word: block in the high 32 bits, checksum in the low 32;
 //    `emptySlot` (all ones) means "no data". Block UInt32.max is therefore never a swap block
 //    (SwapSpace caps the global block space below it).
-//  - Small objects (at most `directLimit` pages, given at creation) keep a direct array indexed
-//    by page index. Anything else is hashed: runs of `runPages` consecutive page indices,
-//    named by key = index / runPages, live in a pool of page-sized chunks; an open-addressed
-//    table (linear probing, backward-shift deletion, no tombstones) maps key -> pool run. A
-//    direct array is exactly run 0, so converting it on the first index past it is a move.
-//  - A run is in the table iff at least one of its slots is full; empty runs go back to the
-//    pool's free list at once. `count` is the number of full slots, `runCount` of live runs.
-//  - Table load stays at most 7/8 (probe sequences stay short) and, after a growth, at least
-//    7/10: the table grows by a quarter, not by doubling, because its 8 bytes per bucket are
-//    the whole overhead over 8 bytes per page. Any size works (bucket = high word of
-//    hash * size), so the table need not be a power of two. Shrunk below 1/4.
-// Why this shape: FreeBSD's swblk keeps 32 64-bit block numbers plus a pctrie node per run
-// (8.25+ bytes per page, no checksum); NetBSD's uao hash keeps 16 int slots plus list links
-// per element. Here a page costs 8 bytes *including* a checksum, the hash costs 8 bytes per
-// bucket and the pool wastes at most one page, so a densely swapped object pays ~8.3 bytes
-// per page (about 8.4 for a densely swapped object, measured by `memoryBytes` in
-// SwapMetadataTests).
+//  - Small objects (at most `directLimit` pages, given at creation) keep a direct block of
+//    exactly `pageCountHint` slots. Anything else lives in runs of `runPages` consecutive
+//    page indices (256 bytes: one kernel-heap slab object, sixteen to a page), named by
+//    key = index / runPages, indexed by a RadixTree (key -> run pointer). The direct block is
+//    run 0 cut short, so converting it on the first index past it is one copy.
+//  - A run is in the tree iff at least one of its slots is full; a run emptied by a removal
+//    is freed at once. `count` is the number of full slots, `runCount` of live runs.
+//  - Growth allocates before it changes anything: `insert` either stores the slot or throws
+//    `outOfMemory` with the metadata unchanged. Nothing here needs more than 512 contiguous
+//    bytes, so a fragmented heap under memory pressure can still serve it.
+// Why this shape: FreeBSD's swblk keeps 32 64-bit block numbers per run in a pctrie (8.25+
+// bytes per page, no checksum); NetBSD's uao hash keeps 16 int slots plus list links per
+// element. Here a densely swapped page costs 8 bytes *including* its checksum, plus a radix
+// leaf (512 bytes) per 64 runs: 8.26 bytes per page (SwapMetadataTests). An earlier version
+// used an open-addressed hash table and 4 KiB chunk arrays; both grew as contiguous heap
+// blocks (a chunk array's header made it a two-page run, 16 bytes per page in reality) and
+// trapped when memory was short.
 // Locks: none inside; the owning pager's object lock (o) serialises every call.
 
 /// One paged-out page: the swap block holding it and the checksum of its contents.
@@ -48,212 +48,218 @@ public struct SwapSlot: Equatable {
     }
 }
 
-/// Per-object map from page index to swap slot: a direct array for small objects, a hash of
-/// fixed runs for large ones (see the file header).
-public struct SwapMetadata {
-    /// Page indices per hashed run.
+/// Why swap metadata refused to record a slot. The metadata is unchanged.
+public enum SwapMetadataError: Error, Equatable {
+    /// No memory for a run or an index node.
+    case outOfMemory
+}
+
+/// Per-object map from page index to swap slot: a direct block for small objects, runs in a
+/// radix tree for large ones (see the file header).
+public struct SwapMetadata: ~Copyable {
+    /// Page indices per run.
     public static var runPages: UInt64 { 32 }
-    /// Objects of at most this many pages use the direct array.
+    /// Objects of at most this many pages use the direct block.
     public static var directLimit: UInt64 { runPages }
     /// Page indices must be below this (2^45 pages: 128 PiB of object).
     public static var maximumIndex: UInt64 { 1 << 45 }
-    /// Most runs one object's pool can hold (2^24 runs: 2 TiB swapped per object).
-    public static var maximumRuns: Int { 1 << 24 }
+    /// Bytes of one run.
+    public static var runBytes: Int { Int(runPages) * 8 }
 
     static var emptySlot: UInt64 { ~0 }
-    static var emptyBucket: UInt64 { ~0 }
     static var runShift: UInt64 { 5 }
-    static var runsPerChunk: Int { 16 }
-    static var slotsPerChunk: Int { runsPerChunk * Int(runPages) }
-    static var poolIndexBits: UInt64 { 24 }
-    static var poolIndexMask: UInt64 { (1 << poolIndexBits) - 1 }
-    static var noFreeRun: Int { -1 }
-    static var minimumTableSize: Int { 8 }
+
+    private typealias Run = UnsafeMutablePointer<UInt64>
 
     /// Full slots.
     public private(set) var count = 0
-    /// Live hashed runs (0 while direct).
-    public private(set) var runCount = 0
-    /// True once the hashed structure is in use.
-    public private(set) var isHashed: Bool
-
-    /// Direct mode: slot i is page index i.
-    private var direct: [UInt64]
-    /// Hashed mode: buckets of key << 24 | pool run, or `emptyBucket`.
-    private var table: [UInt64] = []
-    /// Hashed mode: the run pool, `runsPerChunk` runs of `runPages` slots per chunk (4 KiB).
-    private var chunks: [[UInt64]] = []
-    /// Pool runs ever handed out (the rest of the last chunk is untouched).
-    private var poolRuns = 0
-    /// Head of the free-run list; a free run's first slot links to the next.
-    private var freeRun = SwapMetadata.noFreeRun
+    /// True once the runs and their tree are in use.
+    public private(set) var usesRuns: Bool
+    /// Direct mode: slot i is page index i, `directSlots` of them (nil: not allocated yet).
+    private var direct: Run? = nil
+    private let directSlots: Int
+    /// Run mode: run key -> run pointer.
+    private var runs = RadixTree()
 
     /// Empty metadata for an object of `pageCountHint` pages: direct if it is at most
-    /// `directLimit`, else hashed. Any index below `maximumIndex` may be used whatever the
-    /// hint; a direct array converts to the hash on the first index past it.
+    /// `directLimit`, else runs. Any index below `maximumIndex` may be used whatever the
+    /// hint; a direct block converts to runs on the first index past it. Allocates nothing.
     public init(pageCountHint: UInt64) {
-        if pageCountHint >= 1 && pageCountHint <= SwapMetadata.directLimit {
-            isHashed = false
-            direct = [UInt64](repeating: SwapMetadata.emptySlot, count: Int(pageCountHint))
-        } else {
-            isHashed = true
-            direct = []
+        let isSmall = pageCountHint >= 1 && pageCountHint <= SwapMetadata.directLimit
+        usesRuns = !isSmall
+        directSlots = isSmall ? Int(pageCountHint) : 0
+    }
+
+    deinit {
+        if let direct { MetadataMemory.freeBlock(UnsafeMutableRawPointer(direct)) }
+        // The tree frees its own nodes when it dies; the runs are ours.
+        runs.forEach { _, word in
+            MetadataMemory.freeBlock(UnsafeMutableRawPointer(bitPattern: word)!)
+            return true
         }
     }
 
     /// True when no page has a slot.
     public var isEmpty: Bool { count == 0 }
 
-    /// Heap bytes the structure holds (array payloads plus their headers), for the
-    /// bytes-per-swapped-page report.
+    /// Live runs (0 while direct).
+    public var runCount: Int { runs.count }
+
+    /// Bytes of metadata memory held: the direct block or the runs, plus the tree's nodes.
+    /// Every block is exactly a kernel-heap size class (8 x slots, 256, 512 bytes), so this
+    /// is what the heap hands out, not an estimate.
     public var memoryBytes: Int {
-        let header = 32  // a Swift array's heap header, rounded
-        var bytes = direct.capacity == 0 ? 0 : direct.capacity * 8 + header
-        if !table.isEmpty { bytes += table.capacity * 8 + header }
-        if !chunks.isEmpty { bytes += chunks.capacity * 8 + header + chunks.count * (SwapMetadata.slotsPerChunk * 8 + header) }
-        return bytes
+        (direct == nil ? 0 : directSlots * 8) + runs.count * SwapMetadata.runBytes + runs.memoryBytes
     }
+
+    @inline(__always) private static func key(_ index: UInt64) -> UInt64 { index >> runShift }
+    @inline(__always) private static func lane(_ index: UInt64) -> Int { Int(index & (runPages - 1)) }
+    @inline(__always) private static func run(_ word: UInt) -> Run { Run(bitPattern: word)! }
+
+    private func run(key: UInt64) -> Run? { runs[key].map(SwapMetadata.run) }
 
     // MARK: Lookup
 
-    /// The slot of page `index`, or nil. O(1) expected.
+    /// The slot of page `index`, or nil. O(tree height).
     public func slot(at index: UInt64) -> SwapSlot? {
         let word = packedSlot(at: index)
         return word == SwapMetadata.emptySlot ? nil : SwapSlot(packed: word)
     }
 
     private func packedSlot(at index: UInt64) -> UInt64 {
-        if !isHashed {
-            return index < UInt64(direct.count) ? direct[Int(index)] : SwapMetadata.emptySlot
+        if !usesRuns {
+            guard let direct, index < UInt64(directSlots) else { return SwapMetadata.emptySlot }
+            return direct[Int(index)]
         }
-        guard let run = findRun(key: index >> SwapMetadata.runShift)?.run else { return SwapMetadata.emptySlot }
-        return slotWord(run: run, lane: Int(index & (SwapMetadata.runPages - 1)))
+        guard let run = run(key: SwapMetadata.key(index)) else { return SwapMetadata.emptySlot }
+        return run[SwapMetadata.lane(index)]
     }
 
     // MARK: Insert and remove
 
     /// Records `slot` for page `index` and returns the slot it replaces (whose block the caller
-    /// must free), or nil. Precondition: `index < maximumIndex`, `slot.block` below
-    /// `SwapSlot.maximumBlocks`, and the pool not at `maximumRuns` (callers check the first two
-    /// at their public boundary; SwapPager refuses offsets past `maximumIndex`).
+    /// must free), or nil. Throws `outOfMemory` (no room for a run or an index node; nothing
+    /// changed). Precondition: `index < maximumIndex` and `slot.block` below
+    /// `SwapSlot.maximumBlocks` (SwapPager refuses offsets past `maximumIndex`).
     @discardableResult
-    public mutating func insert(_ slot: SwapSlot, at index: UInt64) -> SwapSlot? {
+    public mutating func insert(_ slot: SwapSlot, at index: UInt64) throws(SwapMetadataError) -> SwapSlot? {
         precondition(index < SwapMetadata.maximumIndex, "SwapMetadata.insert: index past maximumIndex")
         precondition(UInt64(slot.block) < SwapSlot.maximumBlocks, "SwapMetadata.insert: block is the empty marker")
-        if !isHashed {
-            if index < UInt64(direct.count) {
-                let old = direct[Int(index)]
-                direct[Int(index)] = slot.packed
-                if old == SwapMetadata.emptySlot { count += 1; return nil }
-                return SwapSlot(packed: old)
-            }
-            convertToHashed()
+        let run: Run
+        if !usesRuns && index < UInt64(directSlots) {
+            run = try directBlock()
+            return store(slot, in: run, at: Int(index))
         }
-        let key = index >> SwapMetadata.runShift
-        let lane = Int(index & (SwapMetadata.runPages - 1))
-        let run = findRun(key: key)?.run ?? addRun(key: key)
-        let old = slotWord(run: run, lane: lane)
-        setSlotWord(slot.packed, run: run, lane: lane)
-        if old == SwapMetadata.emptySlot { count += 1; return nil }
+        if !usesRuns { try convertToRuns() }
+        if let existing = self.run(key: SwapMetadata.key(index)) {
+            run = existing
+        } else {
+            run = try addRun(key: SwapMetadata.key(index))
+        }
+        return store(slot, in: run, at: SwapMetadata.lane(index))
+    }
+
+    private mutating func store(_ slot: SwapSlot, in run: Run, at lane: Int) -> SwapSlot? {
+        let old = run[lane]
+        run[lane] = slot.packed
+        if old == SwapMetadata.emptySlot {
+            count += 1
+            return nil
+        }
         return SwapSlot(packed: old)
     }
 
     /// Forgets page `index` and returns its slot (the caller frees the block), or nil.
     @discardableResult
     public mutating func remove(at index: UInt64) -> SwapSlot? {
-        if !isHashed {
-            guard index < UInt64(direct.count), direct[Int(index)] != SwapMetadata.emptySlot else { return nil }
+        if !usesRuns {
+            guard let direct, index < UInt64(directSlots), direct[Int(index)] != SwapMetadata.emptySlot else { return nil }
             let old = direct[Int(index)]
             direct[Int(index)] = SwapMetadata.emptySlot
             count -= 1
             return SwapSlot(packed: old)
         }
-        guard let found = findRun(key: index >> SwapMetadata.runShift) else { return nil }
-        let lane = Int(index & (SwapMetadata.runPages - 1))
-        let old = slotWord(run: found.run, lane: lane)
+        let key = SwapMetadata.key(index)
+        guard let run = run(key: key) else { return nil }
+        let old = run[SwapMetadata.lane(index)]
         guard old != SwapMetadata.emptySlot else { return nil }
-        setSlotWord(SwapMetadata.emptySlot, run: found.run, lane: lane)
+        run[SwapMetadata.lane(index)] = SwapMetadata.emptySlot
         count -= 1
-        if runIsEmpty(found.run) { removeRun(bucket: found.bucket) }
+        if SwapMetadata.isEmpty(run) { freeRun(key: key) }
         return SwapSlot(packed: old)
     }
 
     /// Forgets every page in `range`, handing each removed (index, slot) to `body` in
-    /// ascending index order so the caller can free the blocks.
+    /// ascending index order so the caller can free the blocks. Never allocates.
     public mutating func removeRange(_ range: Range<UInt64>, _ body: (UInt64, SwapSlot) -> Void) {
-        var victims: [UInt64] = []
-        forEach(in: range) { index, slot in
-            victims.append(index)
-            body(index, slot)
+        guard !range.isEmpty, count > 0 else { return }
+        if !usesRuns {
+            guard let direct else { return }
+            var index = range.lowerBound
+            while index < min(range.upperBound, UInt64(directSlots)) {
+                if let old = SwapMetadata.take(direct, Int(index)) {
+                    count -= 1
+                    body(index, old)
+                }
+                index += 1
+            }
+            return
         }
-        for index in victims { remove(at: index) }
+        var cursor = SwapMetadata.key(range.lowerBound)
+        while let (key, word) = runs.first(atOrAfter: cursor), key << SwapMetadata.runShift < range.upperBound {
+            cursor = key + 1
+            let run = SwapMetadata.run(word)
+            for lane in 0..<Int(SwapMetadata.runPages) {
+                let index = key << SwapMetadata.runShift | UInt64(lane)
+                guard range.contains(index), let old = SwapMetadata.take(run, lane) else { continue }
+                count -= 1
+                body(index, old)
+            }
+            if SwapMetadata.isEmpty(run) { freeRun(key: key) }
+        }
     }
 
-    /// Forgets everything, handing each slot to `body` (in no particular order), and returns
-    /// the memory.
+    /// Forgets everything, handing each slot to `body` (ascending), and returns the memory.
     public mutating func removeAll(_ body: (UInt64, SwapSlot) -> Void) {
-        forEachUnordered(body)
-        self = SwapMetadata(pageCountHint: isHashed ? 0 : UInt64(direct.count))
+        removeRange(0..<SwapMetadata.maximumIndex, body)
+        if let direct {
+            MetadataMemory.freeBlock(UnsafeMutableRawPointer(direct))
+            self.direct = nil
+        }
     }
 
     // MARK: Iteration
 
     /// Calls `body` with every (index, slot) whose index lies in `range`, ascending.
-    /// O(range / runPages) when the range spans fewer runs than are live, else
-    /// O(runs log runs).
     public func forEach(in range: Range<UInt64>, _ body: (UInt64, SwapSlot) -> Void) {
-        guard !range.isEmpty, count > 0 else { return }
-        if !isHashed {
-            let end = min(range.upperBound, UInt64(direct.count))
-            var index = range.lowerBound
-            while index < end {
-                let word = direct[Int(index)]
-                if word != SwapMetadata.emptySlot { body(index, SwapSlot(packed: word)) }
-                index += 1
-            }
-            return
+        forEachWhile(in: range, { index, slot in
+            body(index, slot)
+            return true
+        })
+    }
+
+    /// Calls `body` with every (index, slot) in `range`, ascending, until it returns false;
+    /// returns false if it did. O(live runs in the range + tree height).
+    @discardableResult
+    public func forEachWhile(in range: Range<UInt64>, _ body: (UInt64, SwapSlot) -> Bool) -> Bool {
+        guard !range.isEmpty, count > 0 else { return true }
+        if !usesRuns {
+            guard let direct else { return true }
+            return SwapMetadata.visit(direct, slots: directSlots, base: 0, range, body)
         }
-        let firstKey = range.lowerBound >> SwapMetadata.runShift
-        let lastKey = (range.upperBound - 1) >> SwapMetadata.runShift
-        var keys: [UInt64] = []
-        if lastKey - firstKey < UInt64(runCount) {
-            var key = firstKey
-            while key <= lastKey {
-                if findRun(key: key) != nil { keys.append(key) }
-                key += 1
-            }
-        } else {
-            for bucket in table where bucket != SwapMetadata.emptyBucket {
-                let key = bucket >> SwapMetadata.poolIndexBits
-                if key >= firstKey && key <= lastKey { keys.append(key) }
-            }
-            keys.sort()
-        }
-        for key in keys {
-            guard let run = findRun(key: key)?.run else { continue }
-            for lane in 0..<Int(SwapMetadata.runPages) {
-                let index = key << SwapMetadata.runShift | UInt64(lane)
-                guard range.contains(index) else { continue }
-                let word = slotWord(run: run, lane: lane)
-                if word != SwapMetadata.emptySlot { body(index, SwapSlot(packed: word)) }
-            }
+        let keys = SwapMetadata.key(range.lowerBound)..<(SwapMetadata.key(range.upperBound - 1) + 1)
+        return runs.forEach(in: keys) { key, word in
+            SwapMetadata.visit(SwapMetadata.run(word), slots: Int(SwapMetadata.runPages), base: key << SwapMetadata.runShift, range, body)
         }
     }
 
-    /// Calls `body` with every (index, slot), in no particular order. O(slots held).
-    public func forEachUnordered(_ body: (UInt64, SwapSlot) -> Void) {
-        if !isHashed {
-            forEach(in: 0..<UInt64(direct.count), body)
-            return
+    private static func visit(_ run: Run, slots: Int, base: UInt64, _ range: Range<UInt64>,
+                              _ body: (UInt64, SwapSlot) -> Bool) -> Bool {
+        for lane in 0..<slots where run[lane] != emptySlot {
+            let index = base + UInt64(lane)
+            if range.contains(index) && !body(index, SwapSlot(packed: run[lane])) { return false }
         }
-        for bucket in table where bucket != SwapMetadata.emptyBucket {
-            let key = bucket >> SwapMetadata.poolIndexBits
-            let run = Int(bucket & SwapMetadata.poolIndexMask)
-            for lane in 0..<Int(SwapMetadata.runPages) {
-                let word = slotWord(run: run, lane: lane)
-                if word != SwapMetadata.emptySlot { body(key << SwapMetadata.runShift | UInt64(lane), SwapSlot(packed: word)) }
-            }
-        }
+        return true
     }
 
     // MARK: Collapse
@@ -264,176 +270,125 @@ public struct SwapMetadata {
     /// true (the surviving object has a resident page there) or this metadata already holds a
     /// slot there (the survivor's own paged-out copy is newer), the source slot is handed to
     /// `release` instead (the caller frees its block). Slots outside `range` stay in `source`.
-    /// Precondition: every destination index is below `maximumIndex` (the pager checks).
+    /// Moves one slot at a time, each inserted here before it leaves `source`; throws
+    /// `outOfMemory` when this metadata cannot grow, leaving the slots not yet moved in
+    /// `source` (every slot is in exactly one of the two). Precondition: every destination
+    /// index is below `maximumIndex` (the pager checks).
     public mutating func transfer(from source: inout SwapMetadata, range: Range<UInt64>,
                                   destinationStart: UInt64, hasNewer: (UInt64) -> Bool,
-                                  release: (SwapSlot) -> Void) {
-        var moved: [(index: UInt64, slot: SwapSlot)] = []
-        source.removeRange(range) { index, slot in moved.append((index, slot)) }
-        for (index, slot) in moved {
+                                  release: (SwapSlot) -> Void) throws(SwapMetadataError) {
+        var cursor = range.lowerBound
+        while cursor < range.upperBound, let (index, slot) = source.first(atOrAfter: cursor), index < range.upperBound {
+            cursor = index + 1
             let destination = index - range.lowerBound + destinationStart
             if hasNewer(destination) || self.slot(at: destination) != nil {
+                source.remove(at: index)
                 release(slot)
-            } else {
-                insert(slot, at: destination)
+                continue
             }
+            try insert(slot, at: destination)
+            source.remove(at: index)
         }
     }
 
-    // MARK: Hashed internals
-
-    private func slotWord(run: Int, lane: Int) -> UInt64 {
-        chunks[run / SwapMetadata.runsPerChunk][(run % SwapMetadata.runsPerChunk) * Int(SwapMetadata.runPages) + lane]
-    }
-
-    private mutating func setSlotWord(_ word: UInt64, run: Int, lane: Int) {
-        chunks[run / SwapMetadata.runsPerChunk][(run % SwapMetadata.runsPerChunk) * Int(SwapMetadata.runPages) + lane] = word
-    }
-
-    private func runIsEmpty(_ run: Int) -> Bool {
-        for lane in 0..<Int(SwapMetadata.runPages) where slotWord(run: run, lane: lane) != SwapMetadata.emptySlot {
+    /// The first (index, slot) with index >= `index`, or nil.
+    public func first(atOrAfter index: UInt64) -> (index: UInt64, slot: SwapSlot)? {
+        var found: (index: UInt64, slot: SwapSlot)? = nil
+        forEachWhile(in: index..<SwapMetadata.maximumIndex, { foundIndex, slot in
+            found = (foundIndex, slot)
             return false
-        }
-        return true
+        })
+        return found
     }
 
-    /// Home bucket of `key` in a table of `size` buckets: Fibonacci hashing (so sequential
-    /// keys, the common case of one object's consecutive runs, spread evenly), scaled to any
-    /// size by taking the high word of hash * size.
-    private static func home(of key: UInt64, size: Int) -> Int {
-        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15).multipliedFullWidth(by: UInt64(size)).high)
+    // MARK: Runs
+
+    private static func isEmpty(_ run: Run) -> Bool {
+        var all: UInt64 = ~0
+        for lane in 0..<Int(runPages) { all &= run[lane] }
+        return all == emptySlot
     }
 
-    /// The bucket after `bucket`, wrapping.
-    @inline(__always) private func nextBucket(_ bucket: Int) -> Int {
-        bucket + 1 == table.count ? 0 : bucket + 1
+    /// Empties slot `lane` of `run`, returning what it held.
+    private static func take(_ run: Run, _ lane: Int) -> SwapSlot? {
+        let word = run[lane]
+        guard word != emptySlot else { return nil }
+        run[lane] = emptySlot
+        return SwapSlot(packed: word)
     }
 
-    /// The bucket and pool run of `key`, or nil.
-    private func findRun(key: UInt64) -> (bucket: Int, run: Int)? {
-        guard !table.isEmpty else { return nil }
-        var bucket = SwapMetadata.home(of: key, size: table.count)
-        while true {
-            let word = table[bucket]
-            if word == SwapMetadata.emptyBucket { return nil }
-            if word >> SwapMetadata.poolIndexBits == key { return (bucket, Int(word & SwapMetadata.poolIndexMask)) }
-            bucket = nextBucket(bucket)
-        }
-    }
-
-    /// Takes a pool run for `key` (all slots empty) and enters it in the table.
-    private mutating func addRun(key: UInt64) -> Int {
-        if (runCount + 1) * 8 > table.count * 7 {
-            rehash(size: max(SwapMetadata.minimumTableSize, table.count + table.count / 4))
-        }
-        let run = takePoolRun()
-        placeInTable(key << SwapMetadata.poolIndexBits | UInt64(run))
-        runCount += 1
+    /// A block of `slots` empty slots, or nil.
+    private static func allocateSlots(_ slots: Int) -> Run? {
+        guard let raw = MetadataMemory.allocateBlock(bytes: slots * 8) else { return nil }
+        let run = raw.bindMemory(to: UInt64.self, capacity: slots)
+        run.initialize(repeating: emptySlot, count: slots)
         return run
     }
 
-    private mutating func placeInTable(_ word: UInt64) {
-        var bucket = SwapMetadata.home(of: word >> SwapMetadata.poolIndexBits, size: table.count)
-        while table[bucket] != SwapMetadata.emptyBucket { bucket = nextBucket(bucket) }
-        table[bucket] = word
+    /// The direct block, allocated on first use.
+    private mutating func directBlock() throws(SwapMetadataError) -> Run {
+        if let direct { return direct }
+        guard let block = SwapMetadata.allocateSlots(directSlots) else { throw .outOfMemory }
+        direct = block
+        return block
     }
 
-    /// Removes the (empty) run in `bucket` from the table, closing the probe gap by shifting
-    /// later members of the cluster back (no tombstones), and returns the run to the pool.
-    private mutating func removeRun(bucket start: Int) {
-        let run = Int(table[start] & SwapMetadata.poolIndexMask)
-        let size = table.count
-        var hole = start
-        var probe = nextBucket(start)
-        while table[probe] != SwapMetadata.emptyBucket {
-            let home = SwapMetadata.home(of: table[probe] >> SwapMetadata.poolIndexBits, size: table.count)
-            // The entry may move into the hole iff its home is not cyclically in (hole, probe].
-            let distanceToProbe = (probe - home + size) % size
-            let distanceToHole = (probe - hole + size) % size
-            if distanceToProbe >= distanceToHole {
-                table[hole] = table[probe]
-                hole = probe
-            }
-            probe = nextBucket(probe)
+    /// A new empty run entered at `key`.
+    private mutating func addRun(key: UInt64) throws(SwapMetadataError) -> Run {
+        guard let run = SwapMetadata.allocateSlots(Int(SwapMetadata.runPages)) else { throw .outOfMemory }
+        do {
+            try runs.insert(UInt(bitPattern: run), at: key)
+        } catch {
+            MetadataMemory.freeBlock(UnsafeMutableRawPointer(run))
+            throw .outOfMemory
         }
-        table[hole] = SwapMetadata.emptyBucket
-        runCount -= 1
-        releasePoolRun(run)
-        if runCount == 0 {
-            // Nothing left: give every page back (keeps long-lived objects from pinning pools).
-            table = []
-            chunks = []
-            poolRuns = 0
-            freeRun = SwapMetadata.noFreeRun
-        } else if table.count > SwapMetadata.minimumTableSize && runCount * 4 < table.count {
-            rehash(size: max(SwapMetadata.minimumTableSize, runCount * 2))
-        }
+        return run
     }
 
-    private mutating func rehash(size: Int) {
-        let old = table
-        table = [UInt64](repeating: SwapMetadata.emptyBucket, count: size)
-        for word in old where word != SwapMetadata.emptyBucket { placeInTable(word) }
+    private mutating func freeRun(key: UInt64) {
+        guard let word = runs.remove(at: key) else { preconditionFailure("SwapMetadata.freeRun: no run at key") }
+        MetadataMemory.freeBlock(UnsafeMutableRawPointer(bitPattern: word)!)
     }
 
-    private mutating func takePoolRun() -> Int {
-        if freeRun != SwapMetadata.noFreeRun {
-            let run = freeRun
-            let next = slotWord(run: run, lane: 0)
-            freeRun = next == SwapMetadata.emptySlot ? SwapMetadata.noFreeRun : Int(next)
-            setSlotWord(SwapMetadata.emptySlot, run: run, lane: 0)
-            return run
+    /// Moves the direct block into run 0 (the direct block covers indices below
+    /// `directLimit` = `runPages`, exactly run 0). Throws `outOfMemory`, still direct.
+    private mutating func convertToRuns() throws(SwapMetadataError) {
+        guard let direct else {
+            usesRuns = true
+            return
         }
-        precondition(poolRuns < SwapMetadata.maximumRuns, "SwapMetadata.insert: run pool exhausted")
-        if poolRuns == chunks.count * SwapMetadata.runsPerChunk {
-            chunks.append([UInt64](repeating: SwapMetadata.emptySlot, count: SwapMetadata.slotsPerChunk))
+        if count > 0 {
+            let run = try addRun(key: 0)
+            run.update(from: direct, count: directSlots)
         }
-        poolRuns += 1
-        return poolRuns - 1
-    }
-
-    /// Links an empty run onto the free list through its first slot.
-    private mutating func releasePoolRun(_ run: Int) {
-        let link = freeRun == SwapMetadata.noFreeRun ? SwapMetadata.emptySlot : UInt64(freeRun)
-        setSlotWord(link, run: run, lane: 0)
-        freeRun = run
-    }
-
-    /// Moves the direct array into hashed run 0 (the direct array covers indices below
-    /// `directLimit` = `runPages`, exactly run 0).
-    private mutating func convertToHashed() {
-        let old = direct
-        isHashed = true
-        direct = []
-        guard count > 0 else { return }
-        let run = addRun(key: 0)
-        for (lane, word) in old.enumerated() where word != SwapMetadata.emptySlot {
-            setSlotWord(word, run: run, lane: lane)
-        }
+        MetadataMemory.freeBlock(UnsafeMutableRawPointer(direct))
+        self.direct = nil
+        usesRuns = true
     }
 
     /// Checks the structure against its invariants (tests and the auditor); nil if sound.
     public func invariantViolation() -> StaticString? {
         var full = 0
-        if !isHashed {
-            for word in direct where word != SwapMetadata.emptySlot { full += 1 }
+        if !usesRuns {
+            if !runs.isEmpty { return "SwapMetadata: runs while direct" }
+            if let direct { for lane in 0..<directSlots where direct[lane] != SwapMetadata.emptySlot { full += 1 } }
             return full == count ? nil : "SwapMetadata: count differs from full direct slots"
         }
-        var runs = 0
-        for (bucket, word) in table.enumerated() where word != SwapMetadata.emptyBucket {
-            runs += 1
-            let key = word >> SwapMetadata.poolIndexBits
-            guard let found = findRun(key: key), found.bucket == bucket else { return "SwapMetadata: run not reachable from its home bucket" }
-            let run = Int(word & SwapMetadata.poolIndexMask)
-            if runIsEmpty(run) { return "SwapMetadata: empty run left in the table" }
-            for lane in 0..<Int(SwapMetadata.runPages) where slotWord(run: run, lane: lane) != SwapMetadata.emptySlot { full += 1 }
+        if direct != nil { return "SwapMetadata: direct block kept after conversion" }
+        if let broken = runs.invariantViolation() { return broken }
+        var emptyRun = false
+        runs.forEach { _, word in
+            let run = SwapMetadata.run(word)
+            if SwapMetadata.isEmpty(run) { emptyRun = true }
+            for lane in 0..<Int(SwapMetadata.runPages) where run[lane] != SwapMetadata.emptySlot { full += 1 }
+            return true
         }
-        if runs != runCount { return "SwapMetadata: runCount differs from the table" }
+        if emptyRun { return "SwapMetadata: empty run kept" }
         if full != count { return "SwapMetadata: count differs from full slots" }
-        if !table.isEmpty && runCount * 8 > table.count * 7 { return "SwapMetadata: table overloaded" }
         return nil
     }
 }
+
 
 /// The per-page checksum kept in swap metadata and verified on pagein.
 public enum SwapChecksum {

@@ -29,13 +29,18 @@ public enum SwapPagerError: Error, Equatable {
     case noData
     /// The index is at or past `SwapMetadata.maximumIndex` (or the offset is not aligned).
     case offsetOutOfRange
+    /// The page was written but its slot could not be recorded (no memory for metadata):
+    /// the block went back and the page stays dirty.
+    case outOfMemory
 
-    /// The nearest `PagerError` (the protocol has no corruption case yet; see README notes).
+    /// The same failure as the VM's pager protocol names it.
     public var pagerError: PagerError {
         switch self {
         case .noSpace: return .noSpace
         case .noData, .offsetOutOfRange: return .noData
-        case .io, .corrupted: return .ioError
+        case .io: return .ioError
+        case .corrupted: return .corrupted
+        case .outOfMemory: return .outOfMemory
         }
     }
 }
@@ -200,7 +205,7 @@ public final class SwapPager: Pager {
                 }
                 let count = Int(run.count)
                 while inFlight.count >= SwapPager.maxWritesInFlight {
-                    complete(inFlight.removeFirst(), pages, &failed)
+                    complete(inFlight.removeFirst(), pages, &failed, &results)
                 }
                 let checksums = (cursor..<(cursor + count)).map { SwapChecksum.of(pages[$0].page.contents) }
                 let frames = (cursor..<(cursor + count)).map { pages[$0].page.physicalAddress }
@@ -212,7 +217,7 @@ public final class SwapPager: Pager {
             }
             position = end
         }
-        while !inFlight.isEmpty { complete(inFlight.removeFirst(), pages, &failed) }
+        while !inFlight.isEmpty { complete(inFlight.removeFirst(), pages, &failed, &results) }
         // Nothing in flight now: find the bad block(s), each page alone on its own block.
         for write in failed {
             for offset in write.checksums.indices {
@@ -237,16 +242,19 @@ public final class SwapPager: Pager {
         var pending: SwapSpace.PendingWrite
     }
 
-    /// Waits for `write`; records its slots on success, else queues it for the retry.
-    private func complete(_ write: ClusterWrite, _ pages: [(index: UInt64, page: Page)], _ failed: inout [ClusterWrite]) {
+    /// Waits for `write`; records its slots on success (a slot that cannot be recorded is
+    /// that page's failure), else queues the write for the retry.
+    private func complete(_ write: ClusterWrite, _ pages: [(index: UInt64, page: Page)], _ failed: inout [ClusterWrite],
+                          _ results: inout [SwapPagerError?]) {
         do {
             try space.finishWrite(write.pending)
-            for offset in write.checksums.indices {
-                record(SwapSlot(block: UInt32(write.blockStart) + UInt32(offset), checksum: write.checksums[offset]),
-                       at: pages[write.first + offset].index)
-            }
         } catch {
             failed.append(write)
+            return
+        }
+        for offset in write.checksums.indices {
+            let slot = SwapSlot(block: UInt32(write.blockStart) + UInt32(offset), checksum: write.checksums[offset])
+            results[write.first + offset] = record(slot, at: pages[write.first + offset].index)
         }
     }
 
@@ -262,8 +270,7 @@ public final class SwapPager: Pager {
             pageOutWrites += 1
             do {
                 try space.write(start: block, from: [entry.page.physicalAddress])
-                record(SwapSlot(block: UInt32(block), checksum: checksum), at: entry.index)
-                return nil
+                return record(SwapSlot(block: UInt32(block), checksum: checksum), at: entry.index)
             } catch {
                 if case .io(let deviceError) = error { lastError = deviceError }
                 do { try space.quarantine(block) } catch {
@@ -274,9 +281,17 @@ public final class SwapPager: Pager {
         return .io(lastError)
     }
 
-    /// Enters `slot` for `index`, freeing the block of the slot it replaces.
-    private func record(_ slot: SwapSlot, at index: UInt64) {
-        if let old = metadata.insert(slot, at: index) { release(old) }
+    /// Enters `slot` for `index`, freeing the block of the slot it replaces. When the
+    /// metadata cannot grow, frees the slot's own block instead (the old copy stays valid)
+    /// and returns `outOfMemory`.
+    private func record(_ slot: SwapSlot, at index: UInt64) -> SwapPagerError? {
+        do {
+            if let old = try metadata.insert(slot, at: index) { release(old) }
+            return nil
+        } catch {
+            release(slot)
+            return .outOfMemory
+        }
     }
 
     private func release(_ slot: SwapSlot) {
@@ -314,11 +329,12 @@ public final class SwapPager: Pager {
         guard !indices.isEmpty else { return true }
         let (last, overflow) = destinationStart.addingReportingOverflow(UInt64(indices.count))
         guard !overflow, last <= SwapMetadata.maximumIndex else { return false }
-        var sourceMetadata = source.metadata
-        source.metadata = SwapMetadata(pageCountHint: 0)  // Moved out: no copy-on-write copy.
-        metadata.transfer(from: &sourceMetadata, range: indices, destinationStart: destinationStart,
-                          hasNewer: hasNewer, release: { release($0) })
-        source.metadata = sourceMetadata
+        do {
+            try metadata.transfer(from: &source.metadata, range: indices, destinationStart: destinationStart,
+                                  hasNewer: hasNewer, release: { release($0) })
+        } catch {
+            return false   // Out of metadata memory: what moved is here, the rest still there.
+        }
         return true
     }
 
@@ -354,6 +370,15 @@ public final class SwapPager: Pager {
 
     public func discard(_ range: Range<UInt64>) {
         discard(indices: SwapPager.indices(of: range))
+    }
+
+    public var dataPageCount: Int? { metadata.count }
+
+    public func forEachOffsetWithData(in range: Range<UInt64>, _ body: (UInt64) -> Bool) -> Bool {
+        metadata.forEachWhile(in: SwapPager.indices(of: range)) { index, _ in
+            let offset = index << pageShift
+            return !range.contains(offset) || body(offset)
+        }
     }
 
     public func offsetsWithData(in range: Range<UInt64>) -> [UInt64] {

@@ -7,7 +7,7 @@
 // their source; every translation of every map lies under an entry, maps exactly the page
 // the entry's chain shows there, is writable only when it may be, and has its pv entry;
 // every pv entry of an object page names a real page-table entry; the page queues are sane;
-// cached objects are unreferenced.
+// cached objects are unreferenced; each object's resident-page index is well formed.
 
 /// A broken invariant: what broke, and (when it matters) where.
 public struct AuditFailure: Error {
@@ -25,6 +25,18 @@ public enum Auditor {
         for map in system.maps {
             if let failure = checkMap(map) { return failure }
         }
+        return nil
+    }
+
+    /// The first broken rule of resident page `page` at `offset` of `object`, or nil.
+    private static func auditResidentPage(_ page: Page, at offset: UInt64, of object: VMObject, index: Int) -> AuditFailure? {
+        if page.object != object.identity { return AuditFailure(rule: "Auditor: page names another object", address: offset, value: index) }
+        if page.offset != offset { return AuditFailure(rule: "Auditor: page names another offset", address: offset, value: index) }
+        if offset >= object.size || offset & (pageSize - 1) != 0 {
+            return AuditFailure(rule: "Auditor: page outside its object", address: offset, value: index)
+        }
+        if !page.isManaged || page.queue == .free { return AuditFailure(rule: "Auditor: object page is free", address: offset, value: index) }
+        if let broken = object.system.mappings.mappingViolation(of: page) { return AuditFailure(rule: broken, address: offset, value: index) }
         return nil
     }
 
@@ -80,15 +92,13 @@ public enum Auditor {
             if case .physical = object.kind, object.residentPageCount != 0 {
                 return AuditFailure(rule: "Auditor: physical object with resident pages", address: 0, value: index)
             }
-            for (offset, page) in object.residentPages {
-                if page.object != object.identity { return AuditFailure(rule: "Auditor: page names another object", address: offset, value: index) }
-                if page.offset != offset { return AuditFailure(rule: "Auditor: page names another offset", address: offset, value: index) }
-                if offset >= object.size || offset & (pageSize - 1) != 0 {
-                    return AuditFailure(rule: "Auditor: page outside its object", address: offset, value: index)
-                }
-                if !page.isManaged || page.queue == .free { return AuditFailure(rule: "Auditor: object page is free", address: offset, value: index) }
-                if let broken = system.mappings.mappingViolation(of: page) { return AuditFailure(rule: broken, address: offset, value: index) }
+            if let broken = object.residentPages.invariantViolation() { return AuditFailure(rule: broken, address: 0, value: index) }
+            var failure: AuditFailure? = nil
+            object.residentPages.forEach { offset, page in
+                failure = auditResidentPage(page, at: offset, of: object, index: index)
+                return failure == nil
             }
+            if let failure { return failure }
         }
         for object in objects {
             let count = expected[ObjectIdentifier(object)] ?? 0

@@ -101,12 +101,15 @@ extension VMMap {
         var pushed = false
         if access == .write || wiring { pushed = try pushToCopy(of: top, offset: offset, source: source) }
         guard let page = top.copyOfPage(source) else { throw .outOfMemory }
+        do { try top.attach(page, at: offset) } catch {
+            system.releasePage(page)   // No index node for it: the access fails, nothing else changed.
+            throw .outOfMemory
+        }
         if case .resident(let lower, _, _) = source, pushed || top.referenceCount > 1 || !top.shadowers.isEmpty {
             // Others may map the lower page through the top object (a sharer, a shadow, a
             // copy object): from now on they must see the top's page, so they refault.
             system.mappings.removeAll(lower)
         }
-        top.attach(page, at: offset)
         try? system.pages.activate(page)
         if case .zero = source {
             system.statistics.zeroFillFaults += 1
@@ -169,7 +172,10 @@ extension VMMap {
     private func pushToCopy(of top: VMObject, offset: UInt64, source: PageSource) throws(FaultError) -> Bool {
         guard let copy = top.copy, !copyHasOwnData(of: top, offset: offset) else { return false }
         guard let page = copy.copyOfPage(source) else { throw .outOfMemory }
-        copy.attach(page, at: offset - copy.shadowOffset)
+        do { try copy.attach(page, at: offset - copy.shadowOffset) } catch {
+            system.releasePage(page)
+            throw .outOfMemory
+        }
         try? system.pages.activate(page)
         system.statistics.copyPushes += 1
         return true

@@ -27,7 +27,7 @@ extension VMObject {
                     if !bypass(backing) { return }
                     continue
                 }
-                moveResidentPages(from: backing)
+                guard moveResidentPages(from: backing) else { return }
                 spliceOut(backing)
                 system.statistics.collapses += 1
             } else if !bypass(backing) {
@@ -68,11 +68,11 @@ extension VMObject {
                 backingPager.discard(backing.pagerOffset..<sourceRange.lowerBound)
             }
             backingPager.discard(sourceRange.upperBound..<UInt64.max)
-            for pagerOffsetInSource in backingPager.offsetsWithData(in: sourceRange) {
-                let offset = pagerOffsetInSource - sourceRange.lowerBound
-                if residentPages[offset] != nil {
-                    backingPager.discard(pagerOffsetInSource..<(pagerOffsetInSource + pageSize))
-                }
+            // Data this object's resident pages hide is stale for it.
+            residentPages.forEach { offset, _ in
+                let hidden = offset + sourceRange.lowerBound
+                backingPager.discard(hidden..<(hidden + pageSize))
+                return true
             }
             pager = backingPager
             pagerOffset = sourceRange.lowerBound
@@ -81,25 +81,33 @@ extension VMObject {
         return true
     }
 
-    /// Moves each backing page this object lacks into this object; frees the others.
-    private func moveResidentPages(from backing: VMObject) {
+    /// Moves each backing page this object lacks into this object; frees the others. False
+    /// when this object's page index cannot grow: the pages not moved yet stay in `backing`,
+    /// which this object alone references, so the chain still shows every one of them (its
+    /// pager data already moved up, and this object's copy of an offset wins over the
+    /// backing page as before); the collapse stops there and a later one finishes it.
+    private func moveResidentPages(from backing: VMObject) -> Bool {
         let window = self.window
-        for (backingOffset, page) in backing.residentPages {
-            backing.detach(page)
-            if window.contains(backingOffset) {
+        var cursor: UInt64 = 0
+        while let (backingOffset, page) = backing.residentPages.first(atOrAfter: cursor) {
+            cursor = backingOffset + pageSize
+            if window.contains(backingOffset) && !hasOwnData(at: backingOffset - shadowOffset) {
                 let offset = backingOffset - shadowOffset
-                if !hasOwnData(at: offset) {
-                    attach(page, at: offset)
-                    system.statistics.pagesMovedByCollapse += 1
-                    continue
-                }
+                do { try residentPages.insert(page, at: offset) } catch { return false }
+                backing.residentPages.remove(at: backingOffset)
+                backing.detach(page)
+                claim(page, at: offset)
+                system.statistics.pagesMovedByCollapse += 1
+                continue
             }
             // Shadowed by a newer page here, or outside the window: nobody can see it.
             precondition(page.wireCount == 0, "VMObject.collapse: wired page in a backing object")
+            backing.residentPages.remove(at: backingOffset)
+            backing.detach(page)
             system.releasePage(page)
             system.statistics.pagesFreedByCollapse += 1
         }
-        backing.residentPages = [:]
+        return true
     }
 
     /// Splices `backing` (now empty, referenced only by this object) out of the chain: this
@@ -120,6 +128,25 @@ extension VMObject {
         _ = backing.terminate()
     }
 
+    /// True if counting alone shows this object cannot hide everything `backing` shows it:
+    /// when the window is all of `backing`, it shows at least max(resident, paged) distinct
+    /// pages, and this object has at most resident + paged. Turns the per-fault bypass check
+    /// of a large shared object from a scan into O(1) until the scan can succeed.
+    private func cannotCover(_ backing: VMObject, window: Range<UInt64>) -> Bool {
+        guard window.lowerBound == 0, window.upperBound >= backing.size else { return false }
+        var backingShows = backing.residentPages.count
+        if let backingPager = backing.pager {
+            guard let paged = backingPager.dataPageCount else { return false }
+            backingShows = max(backingShows, paged)
+        }
+        var mine = residentPages.count
+        if let pager {
+            guard let paged = pager.dataPageCount else { return false }
+            mine += paged
+        }
+        return mine < backingShows
+    }
+
     /// Skips `backing` if nothing visible through it comes from it. True if it did.
     private func bypass(_ backing: VMObject) -> Bool {
         if backing.copy === self { return false }   // a copy object must keep seeing its source
@@ -127,14 +154,17 @@ extension VMObject {
         // nothing may skip it (both seeds' bypass lost those future pages).
         if let below = backing.shadow, below.copy === backing { return false }
         let window = self.window
-        for (backingOffset, _) in backing.residentPages where window.contains(backingOffset) {
-            if !hasOwnData(at: backingOffset - shadowOffset) { return false }
+        if cannotCover(backing, window: window) { return false }
+        let coversResident = backing.residentPages.forEach(in: window) { backingOffset, _ in
+            self.hasOwnData(at: backingOffset - self.shadowOffset)
         }
+        guard coversResident else { return false }
         if let backingPager = backing.pager {
             let sourceRange = (window.lowerBound + backing.pagerOffset)..<(window.upperBound + backing.pagerOffset)
-            for dataOffset in backingPager.offsetsWithData(in: sourceRange) {
-                if !hasOwnData(at: dataOffset - sourceRange.lowerBound) { return false }
+            let coversPaged = backingPager.forEachOffsetWithData(in: sourceRange) { dataOffset in
+                self.hasOwnData(at: dataOffset - sourceRange.lowerBound)
             }
+            guard coversPaged else { return false }
         }
         let below = backing.shadow
         if let below {

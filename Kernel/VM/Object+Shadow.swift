@@ -70,7 +70,10 @@ extension VMObject {
             referenceCount -= 1
         }
         copy = newCopy
-        for (_, page) in residentPages { system.mappings.pageProtect(page, to: .readExecute) }
+        residentPages.forEach { _, page in
+            system.mappings.pageProtect(page, to: .readExecute)
+            return true
+        }
         system.statistics.copyObjectsCreated += 1
         return newCopy
     }
@@ -155,7 +158,11 @@ extension VMObject {
                     flat.deallocate()
                     throw .outOfMemory
                 }
-                flat.attach(copy, at: page)
+                do { try flat.attach(copy, at: page) } catch {
+                    system.releasePage(copy)
+                    flat.deallocate()
+                    throw error
+                }
                 try? system.pages.activate(copy)
             case .frame, .zero:
                 break   // zeros and physical frames read through (or zero-fill) as before

@@ -53,7 +53,7 @@ public final class VMObject {
     /// Explicit VM references (see the invariants).
     public internal(set) var referenceCount = 1
     /// Resident pages by byte offset.
-    var residentPages: [UInt64: Page] = [:]
+    var residentPages = ResidentPages()
     /// The object this one shadows, and where this object's offset 0 lies in it.
     public internal(set) var shadow: VMObject? = nil
     public internal(set) var shadowOffset: UInt64 = 0
@@ -100,14 +100,11 @@ public final class VMObject {
     /// Number of resident pages.
     public var residentPageCount: Int { residentPages.count }
 
-    /// Resident (offset, page) pairs sorted by offset. O(n log n).
-    public var sortedResidentPages: [(offset: UInt64, page: Page)] {
-        var list: [(offset: UInt64, page: Page)] = []
-        list.reserveCapacity(residentPages.count)
-        for (offset, page) in residentPages { list.append((offset, page)) }
-        list.sort { $0.offset < $1.offset }
-        return list
-    }
+    /// Resident (offset, page) pairs sorted by offset. O(n).
+    public var sortedResidentPages: [(offset: UInt64, page: Page)] { residentPages.list() }
+
+    /// Bytes of this object's resident-page index.
+    public var residentIndexBytes: Int { residentPages.indexBytes }
 
     // MARK: References
 
@@ -147,11 +144,10 @@ public final class VMObject {
     func terminate() -> VMObject? {
         precondition(referenceCount == 0 && shadowers.isEmpty, "VMObject.terminate: object still referenced")
         precondition(pagingInProgress == 0, "VMObject.terminate: paging in progress")
-        for (_, page) in residentPages {
+        residentPages.removeAll { _, page in
             detach(page)
             system.releasePage(page)
         }
-        residentPages = [:]
         pager?.terminate()
         pager = nil
         let backing = shadow
@@ -193,13 +189,13 @@ public final class VMObject {
 
     /// Makes `page` (managed, in use, owned by no object) resident at `offset` and puts it on
     /// the active queue. Throws `unaligned`, `outOfRange`, `offsetOccupied`, `pageNotAvailable`,
-    /// `wrongKind` for a physical object.
+    /// `wrongKind` for a physical object, `outOfMemory` when the page index cannot grow.
     public func insert(_ page: Page, at offset: UInt64) throws(ObjectError) {
         guard isAnonymous else { throw .wrongKind }
         try checkOffset(offset)
         guard residentPages[offset] == nil else { throw .offsetOccupied }
         guard page.isManaged, page.queue != .free, page.object == nil, !page.isPageTable else { throw .pageNotAvailable }
-        attach(page, at: offset)
+        try attach(page, at: offset)
         if page.wireCount == 0 { try? system.pages.activate(page) }
     }
 
@@ -210,33 +206,44 @@ public final class VMObject {
     /// owns it now. Throws `unaligned`, `outOfRange`, `notResident`.
     public func remove(at offset: UInt64) throws(ObjectError) -> Page {
         try checkOffset(offset)
-        guard let page = residentPages.removeValue(forKey: offset) else { throw .notResident }
+        guard let page = residentPages.remove(at: offset) else { throw .notResident }
         detach(page)
         return page
     }
 
     /// Moves the page at `offset` to `target` at `targetOffset` (its mappings stay: the frame
     /// and its contents do not change). Throws the offset errors of both objects,
-    /// `notResident` or `offsetOccupied`.
+    /// `notResident`, `offsetOccupied` or `outOfMemory` (the target's index cannot grow);
+    /// nothing changes when it throws.
     public func rename(at offset: UInt64, to target: VMObject, at targetOffset: UInt64) throws(ObjectError) {
         try checkOffset(offset)
         guard target.isAnonymous else { throw .wrongKind }
         try target.checkOffset(targetOffset)
         guard let page = residentPages[offset] else { throw .notResident }
         guard target.residentPages[targetOffset] == nil else { throw .offsetOccupied }
-        residentPages[offset] = nil
+        try target.residentPages.insert(page, at: targetOffset)
+        residentPages.remove(at: offset)
         detach(page)
-        target.attach(page, at: targetOffset)
+        target.claim(page, at: targetOffset)
     }
 
-    func attach(_ page: Page, at offset: UInt64) {
+    /// Makes `page` (owned by no object) resident at `offset`. Throws `outOfMemory` when the
+    /// index cannot grow; the page is then untouched and still the caller's.
+    func attach(_ page: Page, at offset: UInt64) throws(ObjectError) {
         precondition(page.object == nil, "VMObject.attach: page in two objects")
-        residentPages[offset] = page
+        try residentPages.insert(page, at: offset)
+        claim(page, at: offset)
+    }
+
+    /// Points `page`'s record at this object (the index already holds it at `offset`).
+    func claim(_ page: Page, at offset: UInt64) {
+        precondition(page.object == nil, "VMObject.claim: page in two objects")
         page.object = identity
         page.offset = offset
         system.residentPageTotal += 1
     }
 
+    /// Clears `page`'s record of this object (the caller took it out of the index).
     func detach(_ page: Page) {
         precondition(page.object == identity, "VMObject.detach: page of another object")
         page.object = nil
@@ -244,19 +251,17 @@ public final class VMObject {
         system.residentPageTotal -= 1
     }
 
-    /// Resident pages in [start, end), in no order. Picks probing or scanning by size.
-    func residentPages(from start: UInt64, to end: UInt64) -> [(offset: UInt64, page: Page)] {
-        var found: [(offset: UInt64, page: Page)] = []
-        if (end - start) >> pageShift <= UInt64(residentPages.count) {
-            var offset = start
-            while offset < end {
-                if let page = residentPages[offset] { found.append((offset, page)) }
-                offset += pageSize
-            }
-        } else {
-            for (offset, page) in residentPages where offset >= start && offset < end { found.append((offset, page)) }
+    /// True if a page in [start, end) is wired.
+    private func hasWiredPage(from start: UInt64, to end: UInt64) -> Bool {
+        !residentPages.forEach(in: start..<end) { _, page in page.wireCount == 0 }
+    }
+
+    /// Unmaps and frees every resident page in [start, end) (none may be wired).
+    private func freePages(from start: UInt64, to end: UInt64) {
+        residentPages.removeAll(in: start..<end) { _, page in
+            detach(page)
+            system.releasePage(page)
         }
-        return found
     }
 
     /// Frees every page in [offset, offset + length), removing all their mappings first, and
@@ -264,13 +269,8 @@ public final class VMObject {
     /// Throws `unaligned`, `outOfRange`, `pageNotAvailable` (a page in the range is wired).
     public func removeRange(offset: UInt64, length: UInt64) throws(ObjectError) {
         let end = try checkRange(offset, length)
-        let victims = residentPages(from: offset, to: end)
-        for (_, page) in victims where page.wireCount > 0 { throw .pageNotAvailable }
-        for (pageOffset, page) in victims {
-            residentPages[pageOffset] = nil
-            detach(page)
-            system.releasePage(page)
-        }
+        guard !hasWiredPage(from: offset, to: end) else { throw .pageNotAvailable }
+        freePages(from: offset, to: end)
         pager?.discard((offset + pagerOffset)..<(end + pagerOffset))
     }
 
@@ -278,8 +278,9 @@ public final class VMObject {
     /// (through the reverse map, in every address space). Throws `unaligned`, `outOfRange`.
     public func protectRange(offset: UInt64, length: UInt64, to protection: Protection) throws(ObjectError) {
         let end = try checkRange(offset, length)
-        for (_, page) in residentPages(from: offset, to: end) {
+        residentPages.forEach(in: offset..<end) { _, page in
             system.mappings.pageProtect(page, to: protection)
+            return true
         }
     }
 
@@ -291,8 +292,7 @@ public final class VMObject {
     public func clean(offset: UInt64, length: UInt64) throws(ObjectError) -> Int {
         let end = try checkRange(offset, length)
         guard let pager else { throw .noPager }
-        var dirty = residentPages(from: offset, to: end).filter { system.mappings.isModified($0.page) }
-        dirty.sort { $0.offset < $1.offset }
+        let dirty = residentPages.list(in: offset..<end).filter { system.mappings.isModified($0.page) }
         var written = 0
         pagingInProgress += 1
         defer { pagingInProgress -= 1 }
@@ -369,7 +369,10 @@ public final class VMObject {
                 try? system.pages.free(extra)
                 continue
             }
-            attach(extra, at: pageOffset)
+            do { try attach(extra, at: pageOffset) } catch {
+                try? system.pages.free(extra)   // No index node: it stays in the pager.
+                continue
+            }
             try? system.pages.deactivate(extra)
             system.statistics.pagesReadAhead += 1
         }
@@ -377,7 +380,10 @@ public final class VMObject {
             try? system.pages.free(page)
             throw .pager(faultingError)
         }
-        attach(page, at: offset)
+        do { try attach(page, at: offset) } catch {
+            try? system.pages.free(page)
+            throw error
+        }
         try? system.pages.activate(page)
         system.statistics.pageIns += 1
         system.statistics.pageInOperations += 1
@@ -426,13 +432,9 @@ public final class VMObject {
         guard !overflow1 else { return false }
         let (newEnd, overflow2) = end.addingReportingOverflow(extra)
         guard !overflow2 else { return false }
-        let stale = residentPages(from: end, to: max(size, end))
-        if stale.contains(where: { $0.page.wireCount > 0 }) { return false }
-        for (pageOffset, page) in stale {
-            residentPages[pageOffset] = nil
-            detach(page)
-            system.releasePage(page)
-        }
+        let staleEnd = max(size, end)
+        if hasWiredPage(from: end, to: staleEnd) { return false }
+        freePages(from: end, to: staleEnd)
         if newEnd > size { size = newEnd }
         return true
     }

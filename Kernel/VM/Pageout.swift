@@ -42,19 +42,25 @@ public final class PageoutDaemon {
     public var freeMinimum = 32
     /// A run stops once this many pages are free.
     public var freeTarget = 64
-    /// If set, the most pages the VM's objects may hold: free memory is this minus the
-    /// resident pages (low-memory tests and boots with a memory limit). Nil: the page
-    /// frames and the page allocator's free pages.
+    /// If set, the most pages the VM's objects may hold: free memory is at most this minus
+    /// the resident pages (low-memory tests and boots with a memory limit).
     public var residentLimit: Int? = nil
+    /// Page frames object pages never take: kept for the kernel's own allocations (heap,
+    /// page tables, pv entries, index nodes) while the daemon catches up. Without it a fault
+    /// under pressure could take the last frame and the next heap allocation would trap.
+    /// (FreeBSD's v_free_reserved.)
+    public var freeReserved = 16
     public var statistics = PageoutStatistics()
     private var isRunning = false
 
     init(system: VMSystem) { self.system = system }
 
-    /// Free pages as the daemon counts them.
+    /// Free pages as the daemon counts them: the frames object pages may still take (free
+    /// frames minus the reserve), capped by the resident limit if there is one.
     public var freePages: Int {
-        if let residentLimit { return max(0, residentLimit - system.residentPageTotal) }
-        return system.pages.count(of: .free) + physicalPages.freePages
+        let frames = max(0, system.pages.count(of: .free) + physicalPages.freePages - freeReserved)
+        guard let residentLimit else { return frames }
+        return min(frames, max(0, residentLimit - system.residentPageTotal))
     }
 
     /// True when free memory is below the minimum.

@@ -18,6 +18,10 @@ public enum PagerError: Error, Equatable {
     case ioError
     /// The pager holds no data at that offset.
     case noData
+    /// The data read back is not what was written (checksum mismatch): never handed out.
+    case corrupted
+    /// No memory for the pager's own bookkeeping (swap metadata); the page stays as it was.
+    case outOfMemory
 }
 
 /// Backing store of one VM object. Class-bound so an object can hold `any Pager`
@@ -39,12 +43,25 @@ public protocol Pager: AnyObject {
     /// Offsets in `range` for which the pager holds data, ascending.
     func offsetsWithData(in range: Range<UInt64>) -> [UInt64]
 
+    /// Calls `body` with each offset in `range` the pager holds data for, ascending, until it
+    /// returns false; returns false if it did. No array: a large object's offsets would need
+    /// one large contiguous block exactly when memory is short. `body` must not change this
+    /// pager. Default: over `offsetsWithData`.
+    func forEachOffsetWithData(in range: Range<UInt64>, _ body: (UInt64) -> Bool) -> Bool
+
+    /// Pages the pager holds data for, if it knows (nil: unknown). Lets collapse and bypass
+    /// rule themselves out without a scan.
+    var dataPageCount: Int? { get }
+
     /// Collapse support: takes over `source`'s data for source offsets in `range`, storing the
     /// data found at source offset `s` at `s - range.lowerBound + destinationStart`, except
     /// where `keep(destinationOffset)` says this pager's object already has a newer page (that
     /// data is discarded). Data outside `range` stays with `source`, which the caller then
-    /// terminates. Returns false, changing nothing, if this pager cannot take that source's
-    /// data (a different kind of store): the object then does not collapse.
+    /// terminates. Returns false if this pager cannot take that source's data: a different
+    /// kind of store (nothing changed), or no memory for its bookkeeping (what moved so far is
+    /// here, the rest stays with `source`; each datum is in exactly one of them, which the
+    /// collapse tolerates because only this pager's object can see `source`'s). The object
+    /// then does not collapse.
     func absorb(_ source: any Pager, range: Range<UInt64>, destinationStart: UInt64,
                 keep: (UInt64) -> Bool) -> Bool
 
@@ -69,6 +86,13 @@ public protocol Pager: AnyObject {
 }
 
 extension Pager {
+    public func forEachOffsetWithData(in range: Range<UInt64>, _ body: (UInt64) -> Bool) -> Bool {
+        for offset in offsetsWithData(in: range) where !body(offset) { return false }
+        return true
+    }
+
+    public var dataPageCount: Int? { nil }
+
     public func readAhead(around offset: UInt64, within bounds: Range<UInt64>,
                           isResident: (UInt64) -> Bool) -> Range<UInt64> {
         offset..<(offset + pageSize)

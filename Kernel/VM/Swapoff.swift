@@ -49,7 +49,7 @@ extension VMSystem {
         for object in objects {
             guard let pager = object.pager as? SwapPager, pager.space === space else { continue }
             var offsets: [UInt64] = []
-            pager.metadata.forEachUnordered { index, slot in
+            pager.metadata.forEach(in: 0..<SwapMetadata.maximumIndex) { index, slot in
                 if onDevice.contains(UInt64(slot.block)) { offsets.append(index << pageShift) }
             }
             if !offsets.isEmpty {
@@ -93,8 +93,11 @@ extension VMObject {
                 try? system.pages.free(page)
                 continue
             }
+            do { try attach(page, at: objectOffset) } catch {
+                try? system.pages.free(page)   // No index node: the slot stays, swapoff reports busy.
+                continue
+            }
             page.markDirty()
-            attach(page, at: objectOffset)
             try? system.pages.activate(page)
             pager.discard(slot)
         }

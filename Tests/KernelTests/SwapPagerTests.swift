@@ -124,7 +124,7 @@ final class SwapPagerTests: ArenaPageFramesTestCase {
         XCTAssertTrue(space.isQuarantined(UInt64(badBlock)))
         XCTAssertEqual(space.statistics.badBlocks, 1)
         XCTAssertEqual(space.usedBlocks, 16)
-        pager.metadata.forEachUnordered { _, slot in XCTAssertNotEqual(slot.block, badBlock) }
+        pager.metadata.forEach(in: 0..<SwapMetadata.maximumIndex) { _, slot in XCTAssertNotEqual(slot.block, badBlock) }
         for index: UInt64 in 0..<16 {
             let target = try blank()
             try pager.pageIn(target, index: index)
