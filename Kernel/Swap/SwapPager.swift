@@ -5,9 +5,11 @@
 //    whose checksum the slot records; no block is named by two slots (of any pager).
 //  - A page's data is written to a new block before its old slot is replaced, so a failed
 //    pageout never loses the previous copy; the old block is freed only after success.
-//  - Pageout writes are asynchronous, at most `maxWritesInFlight` cluster writes on the
-//    devices at once; a slot is recorded only after its write completed, and a failed
-//    cluster is retried page by page only when nothing is in flight.
+//  - Pageout writes are asynchronous: `startPageOut` puts a batch's cluster writes on the
+//    devices and returns, `finishPageOut` collects what completed; a slot is recorded only
+//    after its write completed, and a failed cluster is retried at once page by page. The
+//    synchronous `pageOut` keeps at most `maxWritesInFlight` cluster writes on the devices;
+//    the pageout daemon keeps batches in flight across its runs (Kernel/VM/Pageout.swift).
 //  - Write error: the failing block is quarantined, the page is retried on another block
 //    (`writeAttempts` in all); if every attempt fails the page is reported and stays dirty
 //    (the caller keeps it resident). Read error or checksum mismatch: only that page is
@@ -172,89 +174,153 @@ public final class SwapPager: Pager {
 
     // MARK: Pageout
 
-    /// Writes `pages` (ascending, distinct indices) to swap, clustering consecutive indices
-    /// into I/Os of up to `clusterPages` pages on consecutive blocks, and returns one result
-    /// per page in input order: nil when the page's data is now in swap (the caller may mark
-    /// it clean), else the error (the page must stay dirty and resident). The cluster writes
-    /// are asynchronous: up to `maxWritesInFlight` are on the devices at once, and a slot is
-    /// recorded only when its write completed. A failed cluster is retried page by page
-    /// (see the file header) once every write in flight has finished.
-    public func pageOut(_ pages: [(index: UInt64, page: Page)]) -> [SwapPagerError?] {
-        var results = [SwapPagerError?](repeating: nil, count: pages.count)
+    /// A pageout started by `startPageOut`: its pages, their results so far and its cluster
+    /// writes still on the devices. The pages must not change until `finishPageOut` says the
+    /// batch is finished (the devices read them).
+    public struct PageOutBatch {
+        public let pages: [(index: UInt64, page: Page)]
+        /// One per page: nil when its data is in swap (final once the batch finished).
+        public fileprivate(set) var results: [SwapPagerError?]
+        fileprivate var writes: [ClusterWrite] = []
+        /// Cluster writes still on the devices.
+        public var writesInFlight: Int { writes.count }
+        public var isFinished: Bool { writes.isEmpty }
+    }
+
+    /// Starts writing `pages` (ascending, distinct indices): consecutive indices go in
+    /// clusters of up to `clusterPages` pages on consecutive blocks, each an asynchronous
+    /// write, and it returns without waiting. Pages that cannot start (no block, index out of
+    /// range) have their result already. Slots are recorded only by `finishPageOut`.
+    public func startPageOut(_ pages: [(index: UInt64, page: Page)]) -> PageOutBatch {
+        var batch = PageOutBatch(pages: pages, results: [SwapPagerError?](repeating: nil, count: pages.count))
         for (position, entry) in pages.enumerated() where entry.index >= SwapMetadata.maximumIndex {
-            results[position] = .offsetOutOfRange
+            batch.results[position] = .offsetOutOfRange
         }
-        var inFlight: [ClusterWrite] = []
-        var failed: [ClusterWrite] = []
+        for cluster in clusterPositions(of: pages, results: batch.results) {
+            var cursor = cluster.lowerBound
+            while cursor < cluster.upperBound {
+                let run: BlockRun
+                do { run = try space.allocate(upTo: UInt64(cluster.upperBound - cursor)) } catch {
+                    for rest in cursor..<cluster.upperBound { batch.results[rest] = .noSpace }
+                    break
+                }
+                let count = Int(run.count)
+                batch.writes.append(startWrite(pages, cursor..<(cursor + count), at: run.start))
+                cursor += count
+            }
+        }
+        return batch
+    }
+
+    /// Positions of `pages` forming clusters: runs of consecutive indices without a result,
+    /// at most `clusterPages` long.
+    private func clusterPositions(of pages: [(index: UInt64, page: Page)], results: [SwapPagerError?]) -> [Range<Int>] {
+        var clusters: [Range<Int>] = []
         var position = 0
         while position < pages.count {
             guard results[position] == nil else { position += 1; continue }
-            // The cluster: consecutive indices from `position`, valid, at most clusterPages.
             var end = position + 1
             while end < pages.count, end - position < SwapPager.clusterPages, results[end] == nil,
                   pages[end].index == pages[end - 1].index + 1 {
                 end += 1
             }
-            // Its block runs, each one asynchronous write.
-            var cursor = position
-            while cursor < end {
-                let run: BlockRun
-                do { run = try space.allocate(upTo: UInt64(end - cursor)) } catch {
-                    for rest in cursor..<end { results[rest] = .noSpace }
-                    break
-                }
-                let count = Int(run.count)
-                while inFlight.count >= SwapPager.maxWritesInFlight {
-                    complete(inFlight.removeFirst(), pages, &failed, &results)
-                }
-                let checksums = (cursor..<(cursor + count)).map { SwapChecksum.of(pages[$0].page.contents) }
-                let frames = (cursor..<(cursor + count)).map { pages[$0].page.physicalAddress }
-                pageOutWrites += 1
-                inFlight.append(ClusterWrite(first: cursor, blockStart: run.start, checksums: checksums,
-                                             pending: space.startWrite(start: run.start, from: frames)))
-                peakWritesInFlight = max(peakWritesInFlight, inFlight.count)
-                cursor += count
-            }
+            clusters.append(position..<end)
             position = end
         }
-        while !inFlight.isEmpty { complete(inFlight.removeFirst(), pages, &failed, &results) }
-        // Nothing in flight now: find the bad block(s), each page alone on its own block.
-        for write in failed {
-            for offset in write.checksums.indices {
-                results[write.first + offset] = writeAlone(pages[write.first + offset], checksum: write.checksums[offset],
-                                                           firstBlock: write.blockStart + UInt64(offset))
-            }
+        return clusters
+    }
+
+    /// Starts the write of `pages[positions]` to blocks from `block` (allocated for them).
+    private func startWrite(_ pages: [(index: UInt64, page: Page)], _ positions: Range<Int>, at block: UInt64) -> ClusterWrite {
+        var checksums: [UInt32] = []
+        var frames: [PhysicalAddress] = []
+        checksums.reserveCapacity(positions.count)
+        frames.reserveCapacity(positions.count)
+        for position in positions {
+            checksums.append(SwapChecksum.of(pages[position].page.contents))
+            frames.append(pages[position].page.physicalAddress)
         }
+        pageOutWrites += 1
+        writesInFlight += 1
+        peakWritesInFlight = max(peakWritesInFlight, writesInFlight)
+        return ClusterWrite(first: positions.lowerBound, blockStart: block, checksums: checksums,
+                            pending: space.startWrite(start: block, from: frames))
+    }
+
+    /// Collects the writes of `batch` that have completed (waiting for all of them if
+    /// `wait`): records their slots, and retries a failed cluster at once page by page (each
+    /// page alone on its own block, quarantining bad ones). Returns true when the batch is
+    /// finished and `batch.results` final.
+    @discardableResult
+    public func finishPageOut(_ batch: inout PageOutBatch, wait: Bool) -> Bool {
+        var position = 0
+        while position < batch.writes.count {
+            space.pollWrite(&batch.writes[position].pending, wait: wait)
+            guard batch.writes[position].pending.isComplete else {
+                position += 1
+                continue
+            }
+            let write = batch.writes.remove(at: position)
+            writesInFlight -= 1
+            complete(write, batch.pages, &batch.results)
+        }
+        return batch.isFinished
+    }
+
+    /// Writes `pages` (ascending, distinct indices) to swap and returns one result per page
+    /// in input order: nil when the page's data is now in swap (the caller may mark it
+    /// clean), else the error (the page must stay dirty and resident). Clusters are started
+    /// with `startPageOut`, at most `maxWritesInFlight` cluster writes on the devices at
+    /// once, and every one is finished before it returns.
+    public func pageOut(_ pages: [(index: UInt64, page: Page)]) -> [SwapPagerError?] {
+        var results = [SwapPagerError?](repeating: nil, count: pages.count)
+        for (position, entry) in pages.enumerated() where entry.index >= SwapMetadata.maximumIndex {
+            results[position] = .offsetOutOfRange
+        }
+        var inFlight: [(batch: PageOutBatch, first: Int)] = []
+        func finishOldest() {
+            var oldest = inFlight.removeFirst()
+            finishPageOut(&oldest.batch, wait: true)
+            for (offset, result) in oldest.batch.results.enumerated() { results[oldest.first + offset] = result }
+        }
+        for cluster in clusterPositions(of: pages, results: results) {
+            while inFlight.reduce(0, { $0 + $1.batch.writesInFlight }) >= SwapPager.maxWritesInFlight { finishOldest() }
+            inFlight.append((startPageOut(Array(pages[cluster])), cluster.lowerBound))
+        }
+        while !inFlight.isEmpty { finishOldest() }
         return results
     }
 
     /// Most cluster writes `pageOut` keeps on the devices at once.
     public static var maxWritesInFlight: Int { 4 }
+    /// Cluster writes of this pager on the devices now.
+    public private(set) var writesInFlight = 0
     /// The most cluster writes ever in flight together (tests, benchmarks).
     public private(set) var peakWritesInFlight = 0
 
     /// One asynchronous cluster write: pages[first ..< first + checksums.count] to blocks
     /// from blockStart.
-    private struct ClusterWrite {
+    fileprivate struct ClusterWrite {
         var first: Int
         var blockStart: UInt64
         var checksums: [UInt32]
         var pending: SwapSpace.PendingWrite
     }
 
-    /// Waits for `write`; records its slots on success (a slot that cannot be recorded is
-    /// that page's failure), else queues the write for the retry.
-    private func complete(_ write: ClusterWrite, _ pages: [(index: UInt64, page: Page)], _ failed: inout [ClusterWrite],
-                          _ results: inout [SwapPagerError?]) {
-        do {
-            try space.finishWrite(write.pending)
-        } catch {
-            failed.append(write)
-            return
-        }
+    /// Takes the completed `write`: records its slots on success (a slot that cannot be
+    /// recorded is that page's failure), else retries each of its pages alone.
+    private func complete(_ write: ClusterWrite, _ pages: [(index: UInt64, page: Page)], _ results: inout [SwapPagerError?]) {
+        var failed = false
+        do { try space.finishWrite(write.pending) } catch { failed = true }
         for offset in write.checksums.indices {
-            let slot = SwapSlot(block: UInt32(write.blockStart) + UInt32(offset), checksum: write.checksums[offset])
-            results[write.first + offset] = record(slot, at: pages[write.first + offset].index)
+            let position = write.first + offset
+            if failed {
+                results[position] = writeAlone(pages[position], checksum: write.checksums[offset],
+                                               firstBlock: write.blockStart + UInt64(offset))
+            } else {
+                let slot = SwapSlot(block: UInt32(write.blockStart) + UInt32(offset), checksum: write.checksums[offset])
+                results[position] = record(slot, at: pages[position].index)
+            }
         }
     }
 
