@@ -16,6 +16,7 @@ import _Volatile
 @_extern(c, "aarch64_wait_for_interrupt") private func waitForInterruptInstruction()   // wfi
 @_extern(c, "aarch64_enable_interrupts") private func unmaskInterrupts()               // daifclr #2
 @_extern(c, "aarch64_disable_interrupts") private func maskInterrupts()                // daifset #2
+@_extern(c, "aarch64_take_pending_interrupts") private func openInterruptWindow()      // daifclr; isb; daifset
 
 enum GIC {
     /// Distributor registers (GICv2 spec, table 4-1).
@@ -136,4 +137,8 @@ enum GIC {
         unmaskInterrupts()
         maskInterrupts()
     }
+
+    /// With IRQs masked: takes the IRQs already pending (their handlers run), without
+    /// sleeping, and masks them again.
+    static func takePendingInterrupts() { openInterruptWindow() }
 }

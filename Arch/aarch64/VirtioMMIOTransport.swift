@@ -186,4 +186,9 @@ final class VirtioMMIOTransport: VirtioTransport {
         guard isInterruptRouted else { return }   // polling fallback: the caller re-checks the ring
         GIC.waitForInterrupt()
     }
+
+    func takePendingInterrupts() {
+        guard isInterruptRouted else { return }
+        GIC.takePendingInterrupts()
+    }
 }

@@ -17,6 +17,7 @@ import _Volatile
 
 @_extern(c, "x86_wait_for_interrupt") private func enableInterruptsAndHalt()   // sti; hlt (atomic: sti shadow)
 @_extern(c, "x86_disable_interrupts") private func disableInterrupts()
+@_extern(c, "x86_take_pending_interrupts") private func openInterruptWindow()   // sti; nop; cli
 
 enum LocalAPIC {
     private static let baseMSR: UInt32 = 0x1B
@@ -124,4 +125,8 @@ enum LocalAPIC {
         enableInterruptsAndHalt()
         disableInterrupts()
     }
+
+    /// With interrupts masked: takes the interrupts already pending (their handlers run),
+    /// without sleeping, and masks them again.
+    static func takePendingInterrupts() { openInterruptWindow() }
 }

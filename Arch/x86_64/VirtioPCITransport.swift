@@ -250,6 +250,11 @@ final class VirtioPCITransport: VirtioTransport {
         LocalAPIC.waitForInterrupt()
     }
 
+    func takePendingInterrupts() {
+        guard vector != nil else { return }
+        LocalAPIC.takePendingInterrupts()
+    }
+
     // MARK: Register access
 
     private func store64(_ address: UInt, _ value: UInt64) {

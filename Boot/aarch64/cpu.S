@@ -57,6 +57,11 @@ FUNC aarch64_enable_interrupts
 FUNC aarch64_disable_interrupts
     msr daifset, #0x2
     ret
+FUNC aarch64_take_pending_interrupts
+    msr daifclr, #0x2
+    isb                 // a pending IRQ is taken here, before the mask returns
+    msr daifset, #0x2
+    ret
 FUNC aarch64_wait_for_interrupt
     wfi
     ret

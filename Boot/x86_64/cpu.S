@@ -91,6 +91,11 @@ FUNC x86_enable_interrupts
 FUNC x86_disable_interrupts
     cli
     ret
+FUNC x86_take_pending_interrupts
+    sti
+    nop                 # sti's shadow: interrupts are recognised after this instruction
+    cli
+    ret
 FUNC x86_wait_for_interrupt
     sti
     hlt

@@ -11,8 +11,11 @@
 //  - Completion is interrupt-driven: the used ring is drained only after an interrupt has
 //    announced new entries (`interruptCount` moved past `drainedInterruptCount`), as Linux's
 //    virtblk_done runs from the interrupt. The count is advanced before draining, so an
-//    interrupt that arrives during a drain announces a later one. Only a transport without
-//    interrupts (the documented polling fallback) drains whenever the ring has entries.
+//    interrupt that arrives during a drain announces a later one. Interrupts stay masked
+//    outside waits, so a reap that finds nothing announced first opens a window for a
+//    pending one (`takePendingInterrupts`): polling sees completions without sleeping. Only
+//    a transport without interrupts (the documented polling fallback) drains whenever the
+//    ring has entries.
 //  - Interrupt context only acknowledges the device and counts (`handleInterrupt`); the used
 //    ring is drained in thread context by `reapCompletions`, so the queue needs no lock when
 //    interrupts are enabled outside waits.
@@ -339,6 +342,10 @@ public final class VirtioBlockDevice<Transport: VirtioTransport>: BlockDevice {
     @discardableResult
     public func reapCompletions(_ body: (BlockCompletion) -> Void) -> Int {
         var reaped = 0
+        // Interrupts are masked outside waits: a poll first lets a pending one in.
+        if transport.usesInterrupts && inFlightCount > 0 && interruptCount == drainedInterruptCount {
+            transport.takePendingInterrupts()
+        }
         let announced = completionsAnnounced
         drainedInterruptCount = interruptCount
         while announced, let used = queue.popUsed() {

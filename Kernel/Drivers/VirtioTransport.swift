@@ -74,4 +74,8 @@ public protocol VirtioTransport {
     /// ends the sleep at once, so check-then-wait loses no wake-up. On the polling fallback it
     /// returns at once.
     func waitForInterrupt()
+    /// With interrupts masked: lets the interrupts already pending be taken (their handlers
+    /// run) without sleeping, then masks them again; a poll's window onto completions in a
+    /// kernel that keeps interrupts masked outside waits. Nothing on the polling fallback.
+    func takePendingInterrupts()
 }
