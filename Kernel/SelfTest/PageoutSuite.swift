@@ -2,7 +2,10 @@
 // window and the VM's page frames limited by the daemon's `residentLimit` (the kernel boots
 // with more RAM than the swap window could hold, so "memory" is the limit, not the machine).
 // Working sets larger than that limit are written and read back through real MMU faults;
-// every byte is checked. The auditor runs after each test (vmTest).
+// every byte is checked. The laundry is asynchronous: a run returns with cluster writes on
+// the virtio disk, and the tests check what happens to pages in flight (collected by the
+// next run, kept by a fault, freed by an unmap). The auditor runs after each test (vmTest)
+// and, in the laundry tests, while writes are in flight.
 
 let pageoutSuite = SelfTestSuite("pageout", [
     swapVMTest("pressure_working_set_four_times_memory_round_trips", limit: 64, pressureWorkingSetRoundTrips),
@@ -10,7 +13,120 @@ let pageoutSuite = SelfTestSuite("pageout", [
     swapVMTest("low_memory_second_chance_keeps_referenced_page", limit: nil, lowMemorySecondChance),
     swapVMTest("low_memory_clean_pages_freed_without_io", limit: 64, lowMemoryCleanPagesFreedWithoutIO),
     swapVMTest("low_memory_swap_full_fault_returns_out_of_memory", limit: 16, lowMemorySwapFullIsTypedError),
+    swapVMTest("laundry_writes_in_flight_collected_later", limit: nil, laundryCollectedLater),
+    swapVMTest("laundry_fault_on_page_in_flight_keeps_it_without_pagein", limit: nil, laundryFaultKeepsPage),
+    swapVMTest("laundry_unmap_with_writes_in_flight_frees_pages_and_slots", limit: nil, laundryUnmapInFlight),
+    swapVMTest("pressure_allocations_wait_for_the_laundry_cap", limit: 32, pressureLaundryCap),
 ])
+
+/// One daemon run that wants every resident page gone; returns with its writes in flight.
+private func startLaundry(_ system: VMSystem) {
+    let daemon = system.pageout
+    let saved = (daemon.residentLimit, daemon.freeTarget)
+    daemon.residentLimit = system.residentPageTotal
+    daemon.freeTarget = system.residentPageTotal
+    daemon.run(urgent: true)
+    (daemon.residentLimit, daemon.freeTarget) = saved
+}
+
+/// Resident pages of the VM's objects whose laundry write is in flight.
+private func launderingPageCount(_ system: VMSystem) -> Int {
+    var count = 0
+    for object in system.objects {
+        object.residentPages.forEach { _, page in
+            if page.isLaundering { count += 1 }
+            return true
+        }
+    }
+    return count
+}
+
+private func laundryCollectedLater(_ t: inout TestContext, _ bed: VMTestBed, _ space: SwapSpace) {
+    let pages = 64
+    guard swapTestMap(&t, bed, pages: pages) != nil else { return }
+    writePattern(base: vmTestBase, pages: pages, generation: 7)
+    let system = bed.system
+    let daemon = system.pageout
+    let before = daemon.statistics
+    startLaundry(system)
+    t.expectEqual(daemon.pagesInLaundry, pages, "the run started a write for every page")
+    t.expectEqual(launderingPageCount(system), pages, "every page is in flight, still resident")
+    t.expect(daemon.laundryWrites > 0 && daemon.laundryWrites <= daemon.maxLaundryWrites, "writes in flight, within the cap")
+    bed.audit(&t, "with writes in flight")
+    let inFlight = daemon.laundryWrites
+    // Poll as the next runs would, until the disk has finished them all.
+    var polls = 0
+    while daemon.laundryWrites > 0 && polls < 1_000_000 {
+        daemon.collectLaundry()
+        polls += 1
+    }
+    t.expectEqual(daemon.laundryWrites, 0, "polling collected every write")
+    t.expectEqual(daemon.pagesInLaundry, 0, "nothing left in flight")
+    t.expectEqual(system.residentPageTotal, 0, "every written page freed")
+    t.expectEqual(daemon.statistics.laundryFinishedLater - before.laundryFinishedLater, pages / SwapPager.clusterPages,
+                  "each cluster collected after its run")
+    t.expectEqual(space.usedBlocks, UInt64(pages), "one block per page")
+    t.expectEqual(patternMismatches(base: vmTestBase, pages: pages, generation: 7), 0, "every page reads back")
+    t.note("laundry: \(inFlight) cluster writes still on the disk when the run returned, collected after \(polls) polls")
+}
+
+private func laundryFaultKeepsPage(_ t: inout TestContext, _ bed: VMTestBed, _ space: SwapSpace) {
+    let pages = 16
+    guard swapTestMap(&t, bed, pages: pages) != nil else { return }
+    writePattern(base: vmTestBase, pages: pages, generation: 8)
+    let system = bed.system
+    startLaundry(system)
+    t.expectEqual(launderingPageCount(system), pages, "the cluster is in flight")
+    let readsBefore = space.reads
+    let keptBefore = system.pageout.statistics.laundryPagesKept
+    let hot = vmTestBase + (5 << pageShift)
+    t.expectEqual(userLoad(hot), patternWord(hot, 8, 0), "the faulting access sees its data")
+    t.expectEqual(space.reads, readsBefore, "no pagein: the page never left memory")
+    t.expectEqual(system.pageout.statistics.laundryPagesKept - keptBefore, 1, "the wanted page was kept")
+    t.expectEqual(launderingPageCount(system), 0, "its object's laundry was settled")
+    t.expectEqual(system.residentPageTotal, 1, "the other pages were freed")
+    t.expectEqual(space.usedBlocks, UInt64(pages), "every page has its swap copy")
+    userStore(hot, 0x1234)
+    t.expectEqual(space.usedBlocks, UInt64(pages - 1), "the store dropped the kept page's stale slot")
+    t.expectEqual(userLoad(hot), 0x1234, "the store landed")
+    t.expectEqual(patternMismatches(base: vmTestBase + (6 << pageShift), pages: pages - 6, generation: 8), 0, "the rest reads back")
+}
+
+private func laundryUnmapInFlight(_ t: inout TestContext, _ bed: VMTestBed, _ space: SwapSpace) {
+    let pages = 48
+    guard let map = swapTestMap(&t, bed, pages: pages) else { return }
+    writePattern(base: vmTestBase, pages: pages, generation: 9)
+    let system = bed.system
+    let framesBefore = system.pages.count(of: .free)
+    startLaundry(system)
+    t.expect(system.pageout.laundryWrites > 0, "writes in flight")
+    _ = t.vmSucceeds("unmap with writes in flight") { () throws(MapError) in
+        try map.unmap(start: vmTestBase, length: UInt64(pages) << pageShift)
+    }
+    t.expectEqual(system.pageout.laundryWrites, 0, "the unmap waited for the writes")
+    t.expectEqual(system.pageout.pagesInLaundry, 0, "nothing left in flight")
+    t.expectEqual(system.residentPageTotal, 0, "every page freed")
+    t.expectEqual(space.usedBlocks, 0, "every slot freed")
+    t.expect(system.pages.count(of: .free) >= framesBefore, "the frames came back")
+}
+
+private func pressureLaundryCap(_ t: inout TestContext, _ bed: VMTestBed, _ space: SwapSpace) {
+    let pages = 256
+    guard swapTestMap(&t, bed, pages: pages) != nil else { return }
+    let daemon = bed.system.pageout
+    let savedCap = daemon.maxLaundryWrites
+    daemon.maxLaundryWrites = 2
+    daemon.statistics.peakLaundryWrites = 0
+    let before = daemon.statistics
+    writePattern(base: vmTestBase, pages: pages, generation: 10)
+    let stats = daemon.statistics
+    t.expect(stats.peakLaundryWrites >= 1 && stats.peakLaundryWrites <= 2, "writes overlapped, never more than the cap")
+    t.expect(daemon.laundryWrites <= 2, "within the cap now")
+    t.expect(stats.laundered - before.laundered >= pages - 32, "the working set went through swap")
+    t.expectEqual(patternMismatches(base: vmTestBase, pages: pages, generation: 10), 0, "every page reads back")
+    t.note("laundry: peak \(stats.peakLaundryWrites) writes, \(stats.laundryWaits - before.laundryWaits) waits, \(stats.laundryFinishedLater - before.laundryFinishedLater) collected later")
+    daemon.maxLaundryWrites = savedCap
+}
 
 private func pressureWorkingSetRoundTrips(_ t: inout TestContext, _ bed: VMTestBed, _ space: SwapSpace) {
     let pages = 256
@@ -80,6 +196,7 @@ private func lowMemorySecondChance(_ t: inout TestContext, _ bed: VMTestBed, _ s
     daemon.freeTarget = pages - 1
     let before = daemon.statistics
     daemon.run(urgent: true)
+    daemon.settle(nil)
     daemon.residentLimit = nil
     daemon.freeTarget = 16
     t.expectEqual(daemon.statistics.reactivated - before.reactivated, 1, "one referenced page got its second chance")

@@ -108,6 +108,7 @@ private func pageOutEverythingReal(_ system: VMSystem) {
     daemon.freeTarget = Int.max / 2
     daemon.run(urgent: true)
     daemon.run(urgent: true)
+    daemon.settle(nil)
     daemon.freeTarget = saved
 }
 

@@ -116,6 +116,7 @@ func pageOutEverything(_ system: VMSystem) {
     daemon.residentLimit = system.residentPageTotal
     daemon.freeTarget = system.residentPageTotal
     daemon.run(urgent: true)
+    daemon.settle(nil)   // the laundry is asynchronous: collect every write the run started
     (daemon.residentLimit, daemon.freeTarget) = saved
 }
 

@@ -7,7 +7,9 @@
 // their source; every translation of every map lies under an entry, maps exactly the page
 // the entry's chain shows there, is writable only when it may be, and has its pv entry;
 // every pv entry of an object page names a real page-table entry; the page queues are sane;
-// cached objects are unreferenced; each object's resident-page index is well formed.
+// cached objects are unreferenced; each object's resident-page index is well formed; a page
+// in the pageout daemon's laundry is busy, unmapped, on no queue and counted by its object
+// and by the daemon.
 
 /// A broken invariant: what broke, and (when it matters) where.
 public struct AuditFailure: Error {
@@ -37,6 +39,18 @@ public enum Auditor {
         }
         if !page.isManaged || page.queue == .free { return AuditFailure(rule: "Auditor: object page is free", address: offset, value: index) }
         if let broken = object.system.mappings.mappingViolation(of: page) { return AuditFailure(rule: broken, address: offset, value: index) }
+        if page.isLaundering { return auditLaunderingPage(page, at: offset, of: object, index: index) }
+        return nil
+    }
+
+    /// The first broken rule of a page whose laundry write is in flight, or nil.
+    private static func auditLaunderingPage(_ page: Page, at offset: UInt64, of object: VMObject, index: Int) -> AuditFailure? {
+        if !page.isBusy { return AuditFailure(rule: "Auditor: laundering page not busy", address: offset, value: index) }
+        if page.mappingCount != 0 { return AuditFailure(rule: "Auditor: laundering page still mapped", address: offset, value: index) }
+        if page.queue != .none { return AuditFailure(rule: "Auditor: laundering page on a queue", address: offset, value: index) }
+        if object.laundryWrites == 0 || object.pagingInProgress < object.laundryWrites {
+            return AuditFailure(rule: "Auditor: laundering page of an object without laundry writes", address: offset, value: index)
+        }
         return nil
     }
 
@@ -100,6 +114,7 @@ public enum Auditor {
             }
             if let failure { return failure }
         }
+        if let failure = checkLaundryTotals(system) { return failure }
         for object in objects {
             let count = expected[ObjectIdentifier(object)] ?? 0
             if object.isCached {
@@ -112,6 +127,22 @@ public enum Auditor {
             return AuditFailure(rule: "Auditor: cache lists a dead or uncached object", address: 0, value: 0)
         }
         if system.cache.objects.count != system.cache.count { return AuditFailure(rule: "Auditor: cache count wrong", address: 0, value: system.cache.count) }
+        return nil
+    }
+
+    /// The daemon's count of pages and writes in flight equals what the objects show.
+    private static func checkLaundryTotals(_ system: VMSystem) -> AuditFailure? {
+        var pages = 0
+        var writes = 0
+        for object in system.objects {
+            writes += object.laundryWrites
+            object.residentPages.forEach { _, page in
+                if page.isLaundering { pages += 1 }
+                return true
+            }
+        }
+        if pages != system.pageout.pagesInLaundry { return AuditFailure(rule: "Auditor: laundering pages differ from the daemon's count", address: UInt64(pages), value: system.pageout.pagesInLaundry) }
+        if writes != system.pageout.laundryWrites { return AuditFailure(rule: "Auditor: laundry writes differ from the daemon's count", address: UInt64(writes), value: system.pageout.laundryWrites) }
         return nil
     }
 

@@ -10,7 +10,8 @@
 // here the shadow's pager absorbs the backing pager's data (Pager.absorb) when it can.
 // Invariants: no page is lost or duplicated: every backing page inside this object's window
 // either moves to the same logical offset or is freed because this object has a newer one.
-// Locks: (o) this object and its backing object; neither may have paging in progress.
+// Locks: (o) this object and its backing object; neither may have paging in progress (their
+// laundry is settled first).
 
 extension VMObject {
     /// Collapses or bypasses backing objects while possible (see the file header). Called
@@ -18,8 +19,11 @@ extension VMObject {
     /// a map entry is copied, as in the seeds.
     public func collapse() {
         while let backing = shadow {
-            guard !isTerminated, backing.isAnonymous, !backing.isCached,
-                  pagingInProgress == 0, backing.pagingInProgress == 0 else { return }
+            guard !isTerminated, backing.isAnonymous, !backing.isCached else { return }
+            // Pages in the laundry are the daemon's until their writes are collected.
+            settleLaundry()
+            backing.settleLaundry()
+            guard pagingInProgress == 0, backing.pagingInProgress == 0 else { return }
             if backing.referenceCount == 1 {
                 precondition(backing.shadowers.count == 1 && backing.shadowers[0] === self,
                              "VMObject.collapse: backing object's one reference is not this shadow")

@@ -85,6 +85,9 @@ extension VMObject {
         var objectOffset = offset
         while true {
             if let page = object.residentPages[objectOffset] {
+                guard page.isLaundering else { return .resident(page, object: object, offset: objectOffset) }
+                // Its write is in flight: wait for it, keep the page (clean) and use it.
+                object.settleLaundry(keeping: page)
                 return .resident(page, object: object, offset: objectOffset)
             }
             if case .physical(let base) = object.kind {

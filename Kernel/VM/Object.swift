@@ -70,6 +70,9 @@ public final class VMObject {
     public var cacheKey: UInt64 = 0
     /// Page-ins or page-outs running; collapse and bypass wait for 0.
     public internal(set) var pagingInProgress = 0
+    /// The pageout daemon's laundry writes in flight for this object (each also counts in
+    /// `pagingInProgress`); `settleLaundry` waits for them.
+    public internal(set) var laundryWrites = 0
     public internal(set) var isTerminated = false
     /// Position in VMSystem.objects.
     var registryIndex = -1
@@ -131,6 +134,7 @@ public final class VMObject {
                 }
                 return
             }
+            object.settleLaundry()
             if object.isCacheable && object.pagingInProgress == 0 {
                 object.system.cache.insert(object, in: object.system)
                 return
@@ -143,6 +147,7 @@ public final class VMObject {
     /// shadow, whose reference the caller must drop (the loop in `deallocate`).
     func terminate() -> VMObject? {
         precondition(referenceCount == 0 && shadowers.isEmpty, "VMObject.terminate: object still referenced")
+        settleLaundry()
         precondition(pagingInProgress == 0, "VMObject.terminate: paging in progress")
         residentPages.removeAll { _, page in
             detach(page)
@@ -206,6 +211,7 @@ public final class VMObject {
     /// owns it now. Throws `unaligned`, `outOfRange`, `notResident`.
     public func remove(at offset: UInt64) throws(ObjectError) -> Page {
         try checkOffset(offset)
+        if let page = residentPages[offset], page.isLaundering { settleLaundry() }
         guard let page = residentPages.remove(at: offset) else { throw .notResident }
         detach(page)
         return page
@@ -219,6 +225,7 @@ public final class VMObject {
         try checkOffset(offset)
         guard target.isAnonymous else { throw .wrongKind }
         try target.checkOffset(targetOffset)
+        if let page = residentPages[offset], page.isLaundering { settleLaundry(keeping: page) }
         guard let page = residentPages[offset] else { throw .notResident }
         guard target.residentPages[targetOffset] == nil else { throw .offsetOccupied }
         try target.residentPages.insert(page, at: targetOffset)
@@ -251,6 +258,14 @@ public final class VMObject {
         system.residentPageTotal -= 1
     }
 
+    /// Waits for this object's laundry writes and collects them (pages written are freed,
+    /// `keeping` excepted); afterwards none of its pages is laundering.
+    func settleLaundry(keeping: Page? = nil) {
+        guard laundryWrites > 0 else { return }
+        system.pageout.settle(self, keeping: keeping)
+        precondition(laundryWrites == 0, "VMObject.settleLaundry: laundry writes left")
+    }
+
     /// True if a page in [start, end) is wired.
     private func hasWiredPage(from start: UInt64, to end: UInt64) -> Bool {
         !residentPages.forEach(in: start..<end) { _, page in page.wireCount == 0 }
@@ -258,6 +273,7 @@ public final class VMObject {
 
     /// Unmaps and frees every resident page in [start, end) (none may be wired).
     private func freePages(from start: UInt64, to end: UInt64) {
+        settleLaundry()
         residentPages.removeAll(in: start..<end) { _, page in
             detach(page)
             system.releasePage(page)
@@ -292,6 +308,7 @@ public final class VMObject {
     public func clean(offset: UInt64, length: UInt64) throws(ObjectError) -> Int {
         let end = try checkRange(offset, length)
         guard let pager else { throw .noPager }
+        settleLaundry()
         let dirty = residentPages.list(in: offset..<end).filter { system.mappings.isModified($0.page) }
         var written = 0
         pagingInProgress += 1

@@ -11,6 +11,8 @@
 //  - `isDirty` / `isReferenced` cache modified/referenced bits harvested from page-table
 //    entries that were removed or cleared; the truth is the cache OR every live mapping's bits
 //    (ReverseMap.isModified / isReferenced).
+//  - `laundering` implies busy, unmapped and on no queue: the pageout daemon's write of the
+//    page is in flight and only the daemon clears it.
 // Locks: none yet (one CPU, no page operation from interrupt context). With SMP: (q) page
 // queue lock for queue/next/previous/wireCount, (o) object lock for object/offset/busy,
 // (p) pv lock for mappings/mappingCount/isDirty/isReferenced.
@@ -46,6 +48,9 @@ public struct Page: Hashable {
         public static let referenced = Flags(rawValue: 8)
         /// The page holds a page table of some pmap.
         public static let pageTable = Flags(rawValue: 16)
+        /// The pageout daemon is writing the page to its pager (it is also busy and on no
+        /// queue until the write completes; see Kernel/VM/Pageout.swift).
+        public static let laundering = Flags(rawValue: 32)
     }
 
     /// The stored record. Layout is pinned by the vm_page suite (size <= 64 bytes).
@@ -105,6 +110,8 @@ public struct Page: Hashable {
     public var isDirty: Bool { record.pointee.flags.contains(.dirty) }
     /// The cached referenced bit (see `ReverseMap.isReferenced` for the whole truth).
     public var isReferenced: Bool { record.pointee.flags.contains(.referenced) }
+    /// True while the pageout daemon's write of the page is in flight.
+    public var isLaundering: Bool { record.pointee.flags.contains(.laundering) }
     /// True when the page holds a page table.
     public var isPageTable: Bool { record.pointee.flags.contains(.pageTable) }
     /// Number of virtual mappings of the page the reverse map tracks.
@@ -124,6 +131,11 @@ public struct Page: Hashable {
 
     /// Records that the page's contents changed behind the pmap's back (a page-in, a copy).
     public func markDirty() { record.pointee.flags.insert(.dirty) }
+
+    /// Marks or clears the laundry write in flight (the pageout daemon only).
+    func setLaundering(_ laundering: Bool) {
+        if laundering { record.pointee.flags.insert(.laundering) } else { record.pointee.flags.remove(.laundering) }
+    }
 
     /// Pointer to the frame's bytes through the direct map.
     public var contents: UnsafeMutableRawPointer { DirectMap.pointer(to: physicalAddress) }

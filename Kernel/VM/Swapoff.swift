@@ -25,6 +25,8 @@ extension VMSystem {
     public func swapOff(identifier: UInt64) throws(SwapOffError) {
         guard let space = swapSpace else { throw .noSwap }
         guard space.deviceIdentifiers.contains(identifier) else { throw .swap(.noSuchDevice) }
+        // Writes in flight may land on this device; their pages become ordinary ones first.
+        pageout.settle(nil)
         let work = swappedPages(onDevice: identifier, of: space)
         var needed = 0
         for (object, offsets) in work {

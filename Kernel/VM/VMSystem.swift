@@ -141,13 +141,20 @@ public final class VMSystem {
     /// A page for an object: from the free queue or the allocator; when both are empty the
     /// object cache is trimmed (memory pressure) and the allocation retried once.
     /// Below the free minimum the pageout daemon runs first (synchronously: there are no
-    /// kernel threads), and again if the allocation still fails.
+    /// kernel threads), and again if the allocation still fails; then it waits for the
+    /// daemon's laundry writes, oldest first, until one frees a page. Nil when nothing is in
+    /// flight or a write freed nothing.
     func allocatePage(zeroed: Bool) -> Page? {
         if pageout.isBelowMinimum { pageout.run() }
         if pageout.hasRoom(for: 1), let page = try? pages.allocate(zeroed: zeroed) { return page }
         _ = cache.trim(freeingPages: 64, in: self)
         pageout.run(urgent: true)
-        guard pageout.hasRoom(for: 1) else { return nil }
+        // A write that freed nothing failed (swap full, device errors): the access gets
+        // out-of-memory rather than a retry loop.
+        while !pageout.hasRoom(for: 1) {
+            guard let freed = pageout.waitForLaundry(), freed > 0 else { return nil }
+            if !pageout.hasRoom(for: 1) { pageout.run(urgent: true) }
+        }
         return try? pages.allocate(zeroed: zeroed)
     }
 

@@ -32,6 +32,7 @@ final class PageoutTests: XCTestCase {
         daemon.residentLimit = system.residentPageTotal
         daemon.freeTarget = system.residentPageTotal
         daemon.run(urgent: true)
+        daemon.settle(nil)   // the laundry is asynchronous: collect every write it started
         (daemon.residentLimit, daemon.freeTarget) = saved
     }
 

@@ -1,6 +1,7 @@
 // RAMDisk: a BlockDevice in host memory for the swap tests, with fault injection: read or
 // write errors on chosen blocks (or the next N requests), silent corruption of stored
-// blocks, a segment limit, and requests completed out of order across `waitForCompletions`.
+// blocks, a segment limit, requests completed out of order across `waitForCompletions`,
+// and a slow mode in which only waiting completes requests.
 // Data moves between the disk and fake physical memory through DirectMap, as DMA would.
 
 @testable import Kernel
@@ -68,15 +69,23 @@ final class RAMDisk: BlockDevice {
         peakInFlight = max(peakInFlight, pending.count)
     }
 
+    /// A slow disk: requests finish only when someone waits (`waitForCompletions`), never
+    /// by polling alone — so a caller's asynchronous writes really are still in flight.
+    var isSlow = false
+    /// Pending requests the device has finished (all of them unless `isSlow`).
+    private var finishedCount = 0
+
     /// Completes in reverse submission order, to prove callers match tags, not order.
     func reapCompletions(_ body: (BlockCompletion) -> Void) -> Int {
-        let done = pending.reversed()
-        pending = []
+        let count = isSlow ? finishedCount : pending.count
+        let done = pending[0..<count].reversed()
+        pending.removeFirst(count)
+        finishedCount = 0
         for completion in done { body(completion) }
         return done.count
     }
 
-    func waitForCompletions() {}
+    func waitForCompletions() { finishedCount = pending.count }
 
     /// Flips one bit of the stored data of device block `block` (silent corruption).
     func corrupt(block: UInt64, byte: Int = 100) {
