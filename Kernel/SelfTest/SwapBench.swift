@@ -6,8 +6,12 @@
 // sequential scan faulting on each page not yet resident: `pagein_read_ahead`) and without
 // (one read per page: `pagein_single`); device reads per fault both ways, in hundredths; metadata
 // bytes per swapped page (this object, and a dense 32768-page object), in hundredths; and
-// the most cluster writes in flight. Nothing judges the numbers; under TCG only ratios
-// within one run mean anything. A failed transfer is counted in `errors`, never hidden.
+// the most cluster writes in flight. Then the VM end to end (`working_set_*`): a map four
+// times the daemon's resident limit written one page after another through real faults
+// (zero-fill, pageout daemon, laundry) and read back (faults, pagein with read-ahead); its
+// swap throughput is reported as a ratio of the raw baseline's for the same pages moved,
+// in hundredths. Nothing judges the numbers; under TCG only ratios within one run mean
+// anything. A failed transfer or a wrong word read back is counted in `errors`, never hidden.
 
 let swapBenchmarks = BenchmarkSuite("swap") { bench in
     let disk: PlatformBlockDevice
@@ -43,6 +47,7 @@ let swapBenchmarks = BenchmarkSuite("swap") { bench in
 
     // Baseline: the same pages, raw, 16 per request, sequential blocks, one request at a time.
     let sectorsPerPage = UInt64(VirtioTestDisk.sectorsPerPage)
+    var rawCycles: (write: UInt64, read: UInt64) = (0, 0)
     for (label, operation) in [("baseline_raw_write_16", BlockOperation.write), ("baseline_raw_read_16", .read)] as [(StaticString, BlockOperation)] {
         let start = bench.cycles()
         var first = 0
@@ -55,7 +60,9 @@ let swapBenchmarks = BenchmarkSuite("swap") { bench in
             }
             first += 16
         }
-        bench.report(label, operations: pageCount, cycles: bench.cycles() &- start)
+        let elapsed = bench.cycles() &- start
+        if operation == .write { rawCycles.write = elapsed } else { rawCycles.read = elapsed }
+        bench.report(label, operations: pageCount, cycles: elapsed)
     }
     // The baseline read overwrote the pages with what the baseline wrote: the same data.
 
@@ -111,6 +118,63 @@ let swapBenchmarks = BenchmarkSuite("swap") { bench in
     dense.removeAll { _, _ in }
 
     pager.terminate()
+    errors += workingSetBench(bench, space, rawCyclesPerPage: (rawCycles.write / UInt64(pageCount), rawCycles.read / UInt64(pageCount)))
     try? space.swapOff(identifier: 0x5357_4245_4E43_4801)
     bench.value("errors", errors, unit: "count")
+}
+
+/// The working-set benchmark (see the header) over `space`. Returns the errors seen.
+private func workingSetBench(_ bench: BenchmarkContext, _ space: SwapSpace, rawCyclesPerPage raw: (write: UInt64, read: UInt64)) -> UInt64 {
+    let system = kernelVMSystem()
+    guard let kernel = kernelPmap, let map = try? VMMap(system: system) else { return 1 }
+    let pages = 768
+    let limit = pages / 4
+    let daemon = system.pageout
+    let saved = (daemon.freeMinimum, daemon.freeTarget, daemon.residentLimit)
+    system.swapSpace = space
+    (daemon.freeMinimum, daemon.freeTarget) = (16, 64)
+    daemon.residentLimit = system.residentPageTotal + limit
+    let savedHandler = PageFaultDispatcher.handler
+    PageFaultDispatcher.handler = { fault in
+        (try? map.fault(at: fault.address, access: fault.access)) != nil ? .resolved : .unhandled
+    }
+    defer {
+        PageFaultDispatcher.handler = savedHandler
+        try? kernel.activate()
+        map.destroy()
+        system.swapSpace = nil
+        (daemon.freeMinimum, daemon.freeTarget, daemon.residentLimit) = saved
+    }
+    var errors: UInt64 = 0
+    guard (try? map.map(nil, at: vmTestBase, length: UInt64(pages) << pageShift, protection: .readWrite)) != nil,
+          (try? map.pmap.activate()) != nil else { return 1 }
+    bench.value("working_set_pages", UInt64(pages), unit: "pages")
+    bench.value("working_set_resident_limit", UInt64(limit), unit: "pages")
+
+    let before = (laundered: daemon.statistics.laundered, pageIns: system.statistics.pageIns + system.statistics.pagesReadAhead,
+                  operations: system.statistics.pageInOperations, reads: space.reads)
+    var start = bench.cycles()
+    for index in 0..<pages { userStore(vmTestBase + UInt64(index) << pageShift, patternWord(UInt64(index), 1, 0)) }
+    daemon.settle(nil)
+    let outCycles = bench.cycles() &- start
+    let pagedOut = UInt64(daemon.statistics.laundered - before.laundered)
+    bench.report("working_set_swap_out", operations: Int(pagedOut), cycles: outCycles)
+
+    start = bench.cycles()
+    for index in 0..<pages where userLoad(vmTestBase + UInt64(index) << pageShift) != patternWord(UInt64(index), 1, 0) { errors += 1 }
+    let inCycles = bench.cycles() &- start
+    let pagedIn = UInt64(system.statistics.pageIns + system.statistics.pagesReadAhead - before.pageIns)
+    let faultsIn = UInt64(system.statistics.pageInOperations - before.operations)
+    bench.report("working_set_swap_in", operations: Int(pagedIn), cycles: inCycles)
+    bench.value("working_set_pages_out", pagedOut, unit: "pages")
+    bench.value("working_set_pages_in", pagedIn, unit: "pages")
+    bench.value("working_set_pagein_ios_per_fault_x100", (space.reads - before.reads) * 100 / max(faultsIn, 1), unit: "hundredths")
+    bench.value("working_set_pages_per_pagein_x100", pagedIn * 100 / max(faultsIn, 1), unit: "hundredths")
+    // The same pages moved by raw sequential requests, against what the VM took.
+    let rawEquivalent = pagedOut * raw.write + pagedIn * raw.read
+    bench.value("working_set_throughput_vs_raw_x100", rawEquivalent * 100 / max(outCycles + inCycles, 1), unit: "hundredths")
+    bench.value("working_set_out_vs_raw_write_x100", pagedOut * raw.write * 100 / max(outCycles, 1), unit: "hundredths")
+    bench.value("working_set_in_vs_raw_read_x100", pagedIn * raw.read * 100 / max(inCycles, 1), unit: "hundredths")
+    bench.value("working_set_peak_laundry_writes", UInt64(daemon.statistics.peakLaundryWrites), unit: "writes")
+    return errors
 }
