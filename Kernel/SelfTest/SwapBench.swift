@@ -65,6 +65,25 @@ let swapBenchmarks = BenchmarkSuite("swap") { bench in
         bench.report(label, operations: pageCount, cycles: elapsed)
     }
     // The baseline read overwrote the pages with what the baseline wrote: the same data.
+    // Raw reads in 8-page requests: what one sequential read-ahead fault asks the disk for.
+    var start = bench.cycles()
+    var first = 0
+    while first < pageCount {
+        let segments = (first..<(first + 8)).map { BlockSegment(pages: 1, at: pages[$0].physicalAddress) }
+        do throws(BlockDeviceError) {
+            try disk.perform(.read, at: firstSector + sectorsPerPage * (1 + UInt64(first)), segments: segments)
+        } catch {
+            errors += 1
+        }
+        first += 8
+    }
+    bench.report("baseline_raw_read_8", operations: pageCount, cycles: bench.cycles() &- start)
+    // The per-page checksum every pageout computes and every pagein verifies.
+    var checksums: UInt32 = 0
+    bench.measure("checksum_page", operations: pageCount) {
+        for page in pages { checksums ^= SwapChecksum.of(page.contents) }
+    }
+    if checksums == 0x5EED_0000 { bench.value("checksum_fold", UInt64(checksums), unit: "bits") }   // keeps the loop
 
     // Pageout: clustered, asynchronous.
     let pager = SwapPager(space: space, pageCountHint: UInt64(pageCount))
@@ -82,7 +101,7 @@ let swapBenchmarks = BenchmarkSuite("swap") { bench in
     var faults: UInt64 = 0
     var pagesRead: UInt64 = 0
     let readsBefore = pager.pageInReads
-    var start = bench.cycles()
+    start = bench.cycles()
     var resident = [Bool](repeating: false, count: pageCount)
     for index in 0..<pageCount {
         if resident[index] { continue }

@@ -16,6 +16,10 @@
 //    reported; other pages of the same read-ahead are unaffected.
 //  - A pagein keeps the slot (the page is clean and can be dropped again without a write);
 //    the VM discards it when the page is dirtied or freed.
+//  - Read-ahead is symmetric (up to `readAheadPages` each way) unless the fault is where the
+//    previous pagein's window ended (`sequentialNext`): then the access is sequential, as
+//    FreeBSD's vm_fault detects it, and the whole window (`sequentialReadAheadPages`) goes
+//    ahead, none behind (behind was just read).
 // Offsets on the Pager protocol are bytes; internally everything is a page index.
 // Locks: (o) the owning object's lock; SwapSpace calls are serialised by the caller.
 
@@ -63,6 +67,8 @@ public struct PageInPlan: Equatable {
 public final class SwapPager: Pager {
     /// Most pages read on each side of the faulting page.
     public static var readAheadPages: UInt64 { 7 }
+    /// Most pages read ahead of a sequential fault (one pageout cluster's worth in all).
+    public static var sequentialReadAheadPages: UInt64 { UInt64(clusterPages) - 1 }
     /// Most pages written by one pageout I/O.
     public static var clusterPages: Int { 16 }
     /// Blocks tried per page before a write error is reported.
@@ -75,6 +81,10 @@ public final class SwapPager: Pager {
     /// Counters for tests and benchmarks.
     public private(set) var pageInReads: UInt64 = 0
     public private(set) var pageOutWrites: UInt64 = 0
+    /// Pageins whose fault was sequential (read ahead only).
+    public private(set) var sequentialPageIns: UInt64 = 0
+    /// The index just past the last pagein's window: a fault there is sequential.
+    private var sequentialNext: UInt64? = nil
 
     /// A pager over `space` for an object of about `pageCountHint` pages.
     public init(space: SwapSpace, pageCountHint: UInt64) {
@@ -87,19 +97,24 @@ public final class SwapPager: Pager {
     /// The read-ahead for a fault on `index`: the faulting page plus up to `readAheadPages`
     /// pages on each side whose blocks continue the faulting page's block contiguously,
     /// stopping at `bounds` (the object's pages) and at pages `isResident` says are present
-    /// (their data is newer). Nil if the pager holds no data for `index`.
+    /// (their data is newer). A sequential fault (see the header) reads up to
+    /// `sequentialReadAheadPages` ahead and none behind. Nil if the pager holds no data for
+    /// `index`.
     public func readAheadPlan(around index: UInt64, within bounds: Range<UInt64>,
                               isResident: (UInt64) -> Bool) -> PageInPlan? {
         guard bounds.contains(index), let center = metadata.slot(at: index) else { return nil }
         let block = UInt64(center.block)
+        let isSequential = index == sequentialNext
+        let behind = isSequential ? 0 : SwapPager.readAheadPages
+        let ahead = isSequential ? SwapPager.sequentialReadAheadPages : SwapPager.readAheadPages
         var low = index
-        while index - low < SwapPager.readAheadPages, low > bounds.lowerBound, !isResident(low - 1),
+        while index - low < behind, low > bounds.lowerBound, !isResident(low - 1),
               let slot = metadata.slot(at: low - 1), index - (low - 1) <= block,
               UInt64(slot.block) == block - (index - (low - 1)) {
             low -= 1
         }
         var high = index + 1
-        while high - index - 1 < SwapPager.readAheadPages, high < bounds.upperBound, !isResident(high),
+        while high - index - 1 < ahead, high < bounds.upperBound, !isResident(high),
               let slot = metadata.slot(at: high), UInt64(slot.block) == block + (high - index) {
             high += 1
         }
@@ -142,6 +157,8 @@ public final class SwapPager: Pager {
         }
         let frames = pages.map { $0.physicalAddress }
         pageInReads += 1
+        if plan.indices.lowerBound == sequentialNext { sequentialPageIns += 1 }
+        sequentialNext = plan.indices.upperBound
         do {
             try space.read(start: plan.firstBlock, into: frames)
         } catch {

@@ -348,7 +348,7 @@ public final class VMObject {
         defer { pagingInProgress -= 1 }
         let base = pagerOffset
         var range = (offset + base)..<(offset + base + pageSize)
-        if system.pageout.hasRoom(for: 2 * Int(SwapPager.readAheadPages)) {
+        if system.pageout.hasRoom(for: SwapPager.clusterPages) {
             range = pager.readAhead(around: offset + base, within: base..<(size + base)) { pagerOffset in
                 self.residentPages[pagerOffset - base] != nil
             }

@@ -94,6 +94,30 @@ final class SwapPagerTests: ArenaPageFramesTestCase {
         XCTAssertNil(pager.readAheadPlan(around: 10, within: 11..<64) { _ in false }, "outside bounds")
     }
 
+    func testSequentialFaultReadsTheWholeWindowAheadAndNoneBehind() throws {
+        let (space, _) = try space()
+        let pager = SwapPager(space: space, pageCountHint: 64)
+        XCTAssertEqual(pager.pageOut(try (0..<64).map { (UInt64($0), try page(index: UInt64($0))) }).compactMap { $0 }, [])
+        var resident = Set<UInt64>()
+        func fault(_ index: UInt64) throws -> Range<UInt64> {
+            let plan = try XCTUnwrap(pager.readAheadPlan(around: index, within: 0..<64) { resident.contains($0) })
+            let targets = try plan.indices.map { _ in try blank() }
+            XCTAssertEqual(pager.pageIn(targets, plan: plan).compactMap { $0 }, [])
+            for (position, target) in targets.enumerated() {
+                XCTAssertTrue(holds(target, index: plan.indices.lowerBound + UInt64(position)))
+                try frames.free(target)
+            }
+            resident.formUnion(plan.indices)
+            return plan.indices
+        }
+        XCTAssertEqual(try fault(0), 0..<8, "a first fault: 7 ahead")
+        XCTAssertEqual(try fault(8), 8..<16, "sequential: ahead to the end of the cluster's block run")
+        XCTAssertEqual(try fault(16), 16..<32, "sequential: a whole window of 16 ahead")
+        XCTAssertEqual(pager.sequentialPageIns, 2)
+        XCTAssertEqual(try fault(50), 48..<58, "a jump is not sequential: 7 each way (48 is the run's start)")
+        XCTAssertEqual(pager.sequentialPageIns, 2)
+    }
+
     // MARK: Data path
 
     func testPageInReadAheadRoundTripsInOneRead() throws {
