@@ -82,8 +82,9 @@ public final class SwapSpace {
     /// Pages at the start of each device window reserved for the header.
     public static var headerPages: UInt64 { 1 }
 
-    /// One swapped-on device.
-    struct Device {
+    /// One swapped-on device. A class: allocation and free update a device's bitmap in
+    /// place (a struct in an optional array slot is copied out and back, with its arrays).
+    final class Device {
         var disk: SwapDisk
         var identifier: UInt64
         /// One bit per window page: handed out and not freed.
@@ -101,8 +102,34 @@ public final class SwapSpace {
         }
 
         func isUsed(_ page: UInt64) -> Bool { used[Int(page / 64)] & (1 << (page % 64)) != 0 }
-        mutating func setUsed(_ page: UInt64, _ value: Bool) {
-            if value { used[Int(page / 64)] |= 1 << (page % 64) } else { used[Int(page / 64)] &= ~(1 << (page % 64)) }
+        /// True if every page in `pages` is in the state `state` (used or not); a word at a time.
+        func all(_ pages: Range<UInt64>, areUsed state: Bool) -> Bool {
+            guard pages.upperBound <= disk.pageCount else { return false }
+            var page = pages.lowerBound
+            while page < pages.upperBound {
+                let (word, mask, count) = Device.word(at: page, upTo: pages.upperBound)
+                if used[word] & mask != (state ? mask : 0) { return false }
+                page += count
+            }
+            return true
+        }
+        /// Sets every page in `pages` used or not, a word at a time, and counts them.
+        func set(_ pages: Range<UInt64>, used state: Bool) {
+            var page = pages.lowerBound
+            while page < pages.upperBound {
+                let (word, mask, count) = Device.word(at: page, upTo: pages.upperBound)
+                if state { used[word] |= mask } else { used[word] &= ~mask }
+                page += count
+            }
+            if state { usedCount += UInt64(pages.count) } else { usedCount -= UInt64(pages.count) }
+        }
+        /// The bitmap word holding `page`, the mask of its bits from `page` to `end` (at most
+        /// to the word's end), and how many pages that is.
+        private static func word(at page: UInt64, upTo end: UInt64) -> (Int, UInt64, UInt64) {
+            let bit = page % 64
+            let count = min(64 - bit, end - page)
+            let mask = count == 64 ? ~UInt64(0) : ((1 << count) - 1) << bit
+            return (Int(page / 64), mask, count)
         }
         /// Usable blocks: pages minus header minus bad.
         var usableBlocks: UInt64 { disk.pageCount - SwapSpace.headerPages - UInt64(bad.count) }
@@ -138,6 +165,15 @@ public final class SwapSpace {
         return (Int(stripe % UInt64(maximumDevices)), (stripe / UInt64(maximumDevices)) * stripeBlocks + block % stripeBlocks)
     }
 
+    /// The stripe piece of global blocks `block ..< end` that starts at `block`: its slot,
+    /// its device pages (a piece never crosses a stripe, so they are consecutive on one
+    /// device) and its length.
+    static func piece(at block: UInt64, upTo end: UInt64) -> (slot: Int, pages: Range<UInt64>, count: UInt64) {
+        let count = min(end, (block / stripeBlocks + 1) * stripeBlocks) - block
+        let (slot, page) = location(of: block)
+        return (slot, page..<(page + count), count)
+    }
+
     /// Blist size covering every stripe of a device of `pages` pages in any slot.
     static func spanBlocks(pages: UInt64) -> UInt64 {
         let stripes = (pages + stripeBlocks - 1) / stripeBlocks
@@ -160,8 +196,9 @@ public final class SwapSpace {
     /// Identifiers of the swapped-on devices, by slot.
     public var deviceIdentifiers: [UInt64] { devices.compactMap { $0?.identifier } }
 
-    /// Usable blocks over all devices.
-    public var totalBlocks: UInt64 { devices.reduce(0) { $0 + ($1?.usableBlocks ?? 0) } }
+    /// Usable blocks over all devices (kept, not summed per call: every allocation and free
+    /// reads it for the hysteresis).
+    public private(set) var totalBlocks: UInt64 = 0
     /// Free blocks.
     public var freeBlocks: UInt64 { blist?.freeBlocks ?? 0 }
     /// Blocks in use.
@@ -243,7 +280,7 @@ public final class SwapSpace {
         SwapSpace.forEachRun(slot: slot, from: SwapSpace.headerPages, to: disk.pageCount) { start, count in
             try! blist!.free(start: start, count: count)
         }
-        updateHysteresis()
+        devicesChanged()
     }
 
     private func writeAndCheckHeader(_ header: SwapHeader, on disk: SwapDisk) throws(SwapError) {
@@ -285,7 +322,7 @@ public final class SwapSpace {
             if remaining > 0 {
                 devices[slot]!.isDraining = false
                 releaseIdleBlocks(slot: slot)
-                updateHysteresis()
+                devicesChanged()
                 throw .deviceBusy(blocksInUse: remaining)
             }
         } else {
@@ -303,7 +340,7 @@ public final class SwapSpace {
             try! blist!.free(start: span, count: oldSize - span)
             try! blist!.resize(blocks: span)
         }
-        updateHysteresis()
+        devicesChanged()
     }
 
     /// Frees in the Blist every page of the device in `slot` that is neither header, used nor
@@ -328,11 +365,15 @@ public final class SwapSpace {
         guard upTo >= 1, blist != nil else { throw .full }
         let run: BlockRun
         do { run = try blist!.allocate(atLeast: 1, upTo: upTo) } catch { throw .full }
-        for block in run.start..<run.end {
-            let (slot, page) = SwapSpace.location(of: block)
-            precondition(devices[slot] != nil && !devices[slot]!.isUsed(page), "SwapSpace.allocate: Blist handed out a held block")
-            devices[slot]!.setUsed(page, true)
-            devices[slot]!.usedCount += 1
+        // Whole stripe pieces at a time: an allocation is one or two pieces, not 16 blocks.
+        var block = run.start
+        while block < run.end {
+            let piece = SwapSpace.piece(at: block, upTo: run.end)
+            guard let device = devices[piece.slot], device.all(piece.pages, areUsed: false) else {
+                preconditionFailure("SwapSpace.allocate: Blist handed out a held block")
+            }
+            device.set(piece.pages, used: true)
+            block += piece.count
         }
         updateHysteresis()
         return run
@@ -342,23 +383,22 @@ public final class SwapSpace {
     /// nothing) if any of them is not in use.
     public func free(start: UInt64, count: UInt64) throws(SwapError) {
         guard count >= 1, start.addingReportingOverflow(count).overflow == false else { throw .blockNotInUse }
-        for block in start..<(start + count) where !isInUse(block) { throw .blockNotInUse }
-        var runStart = start
-        var runCount: UInt64 = 0
-        for block in start..<(start + count) {
-            let (slot, page) = SwapSpace.location(of: block)
-            devices[slot]!.setUsed(page, false)
-            devices[slot]!.usedCount -= 1
-            if devices[slot]!.isDraining {
-                // Stays held in the Blist: the device is leaving.
-                if runCount > 0 { try! blist!.free(start: runStart, count: runCount) }
-                runCount = 0
-                runStart = block + 1
-            } else {
-                runCount += 1
-            }
+        let end = start + count
+        var block = start
+        while block < end {
+            let piece = SwapSpace.piece(at: block, upTo: end)
+            guard let device = devices[piece.slot], device.all(piece.pages, areUsed: true) else { throw .blockNotInUse }
+            block += piece.count
         }
-        if runCount > 0 { try! blist!.free(start: runStart, count: runCount) }
+        block = start
+        while block < end {
+            let piece = SwapSpace.piece(at: block, upTo: end)
+            let device = devices[piece.slot]!
+            device.set(piece.pages, used: false)
+            // A draining device's blocks stay held in the Blist: the device is leaving.
+            if !device.isDraining { try! blist!.free(start: block, count: piece.count) }
+            block += piece.count
+        }
         updateHysteresis()
     }
 
@@ -367,10 +407,10 @@ public final class SwapSpace {
     public func quarantine(_ block: UInt64) throws(SwapError) {
         guard isInUse(block) else { throw .blockNotInUse }
         let (slot, page) = SwapSpace.location(of: block)
-        devices[slot]!.setUsed(page, false)
-        devices[slot]!.usedCount -= 1
-        devices[slot]!.bad.append(block)
-        updateHysteresis()
+        let device = devices[slot]!
+        device.set(page..<(page + 1), used: false)
+        device.bad.append(block)
+        devicesChanged()
     }
 
     // MARK: Reservation
@@ -393,11 +433,18 @@ public final class SwapSpace {
     /// with the swap size instead of fixed page counts): nearly full below the low
     /// watermark, available again only above the high one, so the pageout daemon does not
     /// flap around one threshold.
+    /// A device came, went or lost a block: recounts the usable blocks, then the hysteresis.
+    private func devicesChanged() {
+        totalBlocks = devices.reduce(0) { $0 + ($1?.usableBlocks ?? 0) }
+        updateHysteresis()
+    }
+
     private func updateHysteresis() {
         let free = freeBlocks
-        if blist == nil || free < lowWatermark {
+        let low = lowWatermark
+        if blist == nil || free < low {
             isNearlyFull = true
-        } else if free > highWatermark {
+        } else if free > 2 * low {
             isNearlyFull = false
         }
     }
