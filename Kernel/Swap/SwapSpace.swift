@@ -34,8 +34,9 @@ public enum SwapError: Error, Equatable {
     case windowOutOfRange
     /// The global block space would exceed `SwapSlot.maximumBlocks`.
     case tooLarge
-    /// The header read back after swapon is not the one written.
-    case badHeader
+    /// The window's first page is not a valid swap header (see the defect), or the header
+    /// read back after swapon is not the one written (`readBackMismatch`).
+    case badHeader(SwapHeaderDefect)
     /// No page frame for a header buffer.
     case outOfMemory
     /// The device failed a transfer.
@@ -216,7 +217,7 @@ public final class SwapSpace {
     /// reads it back and checks it, then makes the rest of the window allocatable,
     /// interleaved with the other devices. Throws `duplicateDevice`, `tooManyDevices`,
     /// `windowOutOfRange` (no page beyond the header), `tooLarge`, `outOfMemory`,
-    /// `io(error)` or `badHeader`; nothing changes when it throws.
+    /// `io(error)` or `badHeader(defect)`; nothing changes when it throws.
     public func swapOn(_ disk: SwapDisk, identifier: UInt64) throws(SwapError) {
         guard slot(of: identifier) == nil else { throw .duplicateDevice }
         guard let slot = devices.firstIndex(where: { $0 == nil }) else { throw .tooManyDevices }
@@ -260,7 +261,7 @@ public final class SwapSpace {
             throw .io(error)
         }
         let readBack = try SwapHeader.read(from: bytes)
-        guard readBack == header else { throw .badHeader }
+        guard readBack == header else { throw .badHeader(.readBackMismatch) }
     }
 
     /// Removes device `identifier`. While some of its blocks are in use it calls `evacuate`
