@@ -106,6 +106,19 @@ public final class SwapDisk {
         if let failure { throw failure }
     }
 
+    /// Makes every write that completed durable, waiting for it: one flush request, or
+    /// nothing when the device has no volatile write cache to flush.
+    public func flush() throws(BlockDeviceError) {
+        guard geometry.supportsFlush else { return }
+        let tag = nextSwapDiskTag
+        nextSwapDiskTag &+= 1
+        try submitRequest(.flush, 0, [], tag)
+        var outstanding = [tag]
+        var failure: BlockDeviceError? = nil
+        collect(&outstanding, &failure, all: true)
+        if let failure { throw failure }
+    }
+
     /// Waits for and reaps completions of `outstanding` (all of them, or at least one).
     /// Completions of asynchronous requests (`start`) reaped on the way are kept for `poll`.
     private func collect(_ outstanding: inout [UInt64], _ failure: inout BlockDeviceError?, all: Bool) {
