@@ -14,9 +14,10 @@ requires:
                                    (s << 16 | k) ^ 0x5344_494D_0000_0000 ("SDIM");
                                    the sdhci self-tests write scratch data into sectors
                                    128..151 and the swap self-tests (swap_pager, pageout)
-                                   swap on sectors 1024..9215 (their headers, "SWIFTSWP",
-                                   at 1024 and, split in two devices, 5120); every other
-                                   sector of the partition stays zero.
+                                   swap on sectors 1024..9215 (their headers, "SWIFTSWP"
+                                   then layout version 2 as a little-endian u32, at 1024
+                                   and, split in two devices, 5120); every other sector of
+                                   the partition stays zero.
 check-sd-image.py verifies that after a boot (check_image).
 """
 
@@ -39,6 +40,7 @@ PATTERN_MAGIC = 0x5344_494D_0000_0000
 SCRATCH_SECTORS = (128, 152)              # sdhci suite (SDTestImage.scratchOffset)
 SWAP_TEST_WINDOW = (1024, 1024 + 8192)    # Platform.swapTestDisk (Arch/aarch64/Board.swift)
 SWAP_HEADER_MAGIC = b"SWIFTSWP"           # SwapHeader.magic, little-endian
+SWAP_HEADER_VERSION = 2                   # SwapHeader.version (Kernel/Swap/SwapHeader.swift)
 
 CONFIG_TXT = """# Raspberry Pi 3B: boot the 64-bit swift-vm-kernel (kernel8.img at 0x80000).
 arm_64bit=1
@@ -109,7 +111,11 @@ def check_image(data: bytes) -> List[str]:
             written = [s for s in range(first, end) if sectors(s, s + 1).count(0) != SECTOR_BYTES]
             problems.append(f"sectors no test may write were written: swap-partition sectors "
                             f"{written[0]}..{written[-1]} ({len(written)} sectors)")
-    if sectors(SWAP_TEST_WINDOW[0], SWAP_TEST_WINDOW[0] + 1)[:8] != SWAP_HEADER_MAGIC:
+    header = sectors(SWAP_TEST_WINDOW[0], SWAP_TEST_WINDOW[0] + 1)
+    if header[:8] != SWAP_HEADER_MAGIC:
         problems.append(f"no swap header at swap-partition sector {SWAP_TEST_WINDOW[0]}: "
                         "the swap tests did not swap on the SD card")
+    elif struct.unpack_from("<I", header, 8)[0] != SWAP_HEADER_VERSION:
+        problems.append(f"swap header at swap-partition sector {SWAP_TEST_WINDOW[0]} has version "
+                        f"{struct.unpack_from('<I', header, 8)[0]}, expected {SWAP_HEADER_VERSION}")
     return problems

@@ -69,6 +69,7 @@ def _booted_image():
         b"\x5a" * ((sd_image.SCRATCH_SECTORS[1] - sd_image.SCRATCH_SECTORS[0]) * 512)
     window = swap + sd_image.SWAP_TEST_WINDOW[0] * 512
     data[window:window + 8] = sd_image.SWAP_HEADER_MAGIC
+    struct.pack_into("<I", data, window + 8, sd_image.SWAP_HEADER_VERSION)
     data[window + 4096:window + 8192] = b"\xa5" * 4096
     return data
 
@@ -98,6 +99,13 @@ class CheckImageTests(unittest.TestCase):
         problems = sd_image.check_image(bytes(data))
         self.assertEqual(len(problems), 1)
         self.assertIn("did not swap on the SD card", problems[0])
+
+    def test_swap_header_of_another_version_is_reported(self):
+        data = _booted_image()
+        struct.pack_into("<I", data, (sd_image.SWAP_START + sd_image.SWAP_TEST_WINDOW[0]) * 512 + 8, 1)
+        problems = sd_image.check_image(bytes(data))
+        self.assertEqual(len(problems), 1)
+        self.assertIn("has version 1, expected 2", problems[0])
 
 
 @unittest.skipUnless(all(_have(t) for t in ("sfdisk", "mkfs.fat", "mcopy", "mtype")),

@@ -4,12 +4,15 @@
 // test-lowmem writes the rules). Every other block of the disk works.
 // Blocks are steered onto the failing pages by holding every other block of the swap space
 // behind the VM's back, so the tests do not depend on the allocator's placement policy.
+// Page 0 (the swap header) is writable, so quarantines reach the disk's header.
 // Invariants: every test leaves the VMSystem without swap, with the daemon's targets as they
-// were and no block of its own allocated.
+// were, no block of its own allocated and the disk swapped off. Each test's first swapon
+// initialises the header, so no earlier test's quarantine carries over.
 
 let swapErrorSuite = SelfTestSuite("swap_error", [
     vmTest("write_eio_keeps_page_dirty_resident_quarantines_and_retries_elsewhere", swapWriteErrorTest),
     vmTest("read_eio_returns_typed_error_and_affects_no_other_page", swapReadErrorTest),
+    vmTest("write_eio_quarantine_survives_swapoff_and_swapon", swapQuarantineSurvivesSwapOnTest),
 ])
 
 /// Size of the blkdebug disk the Makefile attaches (4 MiB).
@@ -17,9 +20,12 @@ private let errorDiskBytes: UInt64 = 4 << 20
 /// Device pages whose writes fail (blkdebug write rules) and the one whose reads fail.
 private let writeErrorPages: [UInt64] = [1, 2, 3]
 private let readErrorPage: UInt64 = 40
+/// The swap identifier of the blkdebug disk.
+private let errorDiskIdentifier: UInt64 = 0x4552_5230_0001
 
-/// A swap space over the whole blkdebug disk (slot 0), or nil with a failure.
-private func errorSwapSpace(_ t: inout TestContext) -> SwapSpace? {
+/// A swap space over the whole blkdebug disk (slot 0), or nil with a failure. `header`:
+/// `.initialise` starts from a fresh header, `.keepQuarantine` takes the one on the disk.
+private func errorSwapSpace(_ t: inout TestContext, header: SwapSpace.HeaderPolicy = .initialise) -> SwapSpace? {
     var index = 0
     while true {
         let disk: PlatformBlockDevice
@@ -28,7 +34,7 @@ private func errorSwapSpace(_ t: inout TestContext) -> SwapSpace? {
         guard disk.geometry.blockCount * UInt64(disk.geometry.blockSize) == errorDiskBytes else { continue }
         let space = SwapSpace()
         do throws(SwapError) {
-            try space.swapOn(try SwapDisk.over(disk), identifier: 0x4552_5230_0001)
+            try space.swapOn(try SwapDisk.over(disk), identifier: errorDiskIdentifier, header: header)
         } catch {
             t.expect(false, "swapon of the blkdebug disk")
             return nil
@@ -37,6 +43,12 @@ private func errorSwapSpace(_ t: inout TestContext) -> SwapSpace? {
     }
     t.expect(false, "the 4 MiB blkdebug disk is attached (boot with make test-lowmem)")
     return nil
+}
+
+private func swapOffErrorDisk(_ t: inout TestContext, _ space: SwapSpace) {
+    do throws(SwapError) { try space.swapOff(identifier: errorDiskIdentifier) } catch {
+        t.expect(false, "swapoff of the blkdebug disk")
+    }
 }
 
 /// Holds every free block of `space` except `keep` (global blocks); returns what it took.
@@ -75,6 +87,7 @@ private func withErrorSwap(_ t: inout TestContext, _ bed: VMTestBed,
     system.swapSpace = nil
     t.expectEqual(space.usedBlocks, 0, "no block left in use")
     t.expectEqual(space.reservedPages, 0, "no reservation left")
+    swapOffErrorDisk(&t, space)
 }
 
 /// One anonymous page-sized mapping of `pages` pages at vmTestBase, active.
@@ -180,4 +193,44 @@ private func swapReadErrorTest(_ t: inout TestContext, _ bed: VMTestBed) {
 private func noteErrorCounts(_ t: inout TestContext, _ space: SwapSpace) {
     t.note("device write errors " + formatted(space.writeErrors) + ", read errors " + formatted(space.readErrors)
            + ", bad blocks " + formatted(space.badBlocks))
+}
+
+/// The write errors of the first test, then swapoff and a swapon that keeps the header's
+/// quarantine (what a reboot would find): the three failing blocks are quarantined again and
+/// never handed out.
+private func swapQuarantineSurvivesSwapOnTest(_ t: inout TestContext, _ bed: VMTestBed) {
+    let bad = writeErrorPages.map { SwapSpace.globalBlock(slot: 0, page: $0) }
+    withErrorSwap(&t, bed) { t, space in
+        t.expectEqual(space.badBlocks, 0, "a fresh header: nothing quarantined yet")
+        let held = holdAllBut(space, bad)
+        guard errorTestMap(&t, bed, pages: 1) != nil else { releaseHeld(space, held); return }
+        fillErrorPage(0)
+        pageOutEverythingReal(bed.system)
+        for block in bad { t.expect(space.isQuarantined(block), "the write errors quarantined each failing block") }
+        t.expect(!space.isHeaderStale(onDevice: errorDiskIdentifier), "and the header on the disk lists them")
+        t.expect(errorPageIntact(0), "the page is intact in memory")
+        releaseHeld(space, held)
+        bed.releaseAll()
+    }
+    guard let space = errorSwapSpace(&t, header: .keepQuarantine) else { return }
+    let statistics = space.statistics
+    t.expectEqual(statistics.badBlocks, UInt64(bad.count), "swapon re-quarantined the three blocks from the header")
+    for block in bad { t.expect(space.isQuarantined(block), "each failing block is quarantined again") }
+    t.expectEqual(statistics.usedBlocks, 0, "none in use")
+    t.expectEqual(statistics.freeBlocks, statistics.totalBlocks, "every other block free")
+    t.expectEqual(statistics.totalBlocks + statistics.badBlocks + SwapSpace.headerPages,
+                  errorDiskBytes / pageSize, "usable = pages - header - bad")
+    var handedOut: [BlockRun] = []
+    var reissued = false
+    var count: UInt64 = 0
+    while let run = try? space.allocate(upTo: 16) {
+        for block in run.start..<run.end where bad.contains(block) { reissued = true }
+        count += run.count
+        handedOut.append(run)
+    }
+    t.expect(!reissued, "a quarantined block is never handed out again")
+    t.expectEqual(count, statistics.totalBlocks, "every other block is")
+    releaseHeld(space, handedOut)
+    noteErrorCounts(&t, space)
+    swapOffErrorDisk(&t, space)
 }

@@ -73,21 +73,21 @@ private func tearDown(_ space: SwapSpace, _ pagers: [SwapPager], _ t: inout Test
     }
 }
 
+/// The header on `disk`'s first page, or nil when it cannot be read or is not valid.
+private func headerOnDisk(_ disk: SwapDisk) -> SwapHeader? {
+    guard let buffer = try? physicalPages.allocate() else { return nil }
+    defer { try? physicalPages.free(buffer) }
+    do { try disk.transfer(.read, page: 0, frames: [buffer]) } catch { return nil }
+    return try? SwapHeader.read(from: DirectMap.pointer(to: buffer))
+}
+
 private func swapOnWritesHeaderAndSwapOffRemovesDevice(_ t: inout TestContext) {
     guard let (space, disks) = testSwapSpace(&t) else { return }
     let disk = disks[0]
     t.expectEqual(space.totalBlocks, disk.pageCount - SwapSpace.headerPages, "usable blocks")
     t.expect(!space.isNearlyFull, "swap available after swapon")
-    guard let buffer = try? physicalPages.allocate() else { t.expect(false, "a page"); return }
-    do {
-        try disk.transfer(.read, page: 0, frames: [buffer])
-        let header = try? SwapHeader.read(from: DirectMap.pointer(to: buffer))
-        t.expect(header == SwapHeader(pageCount: disk.pageCount, identifier: SwapTestWindow.identifier, slot: 0),
-                 "the header on the disk is the one swapon wrote")
-    } catch {
-        t.expect(false, "reading the header back")
-    }
-    try? physicalPages.free(buffer)
+    t.expect(headerOnDisk(disk) == SwapHeader(pageCount: disk.pageCount, identifier: SwapTestWindow.identifier, slot: 0),
+             "the header on the disk is the one swapon wrote")
     tearDown(space, [], &t)
     t.expectEqual(space.statistics.devices, 0, "device removed")
     t.expect(space.isNearlyFull, "no swap: unavailable")
@@ -265,12 +265,14 @@ private func swapFullHysteresisWaitsForHighWatermark(_ t: inout TestContext) {
 }
 
 private func quarantinedBlockIsNeverReissued(_ t: inout TestContext) {
-    guard let (space, _) = testSwapSpace(&t) else { return }
+    guard let (space, disks) = testSwapSpace(&t) else { return }
     var blocks: [UInt64] = []
     while let run = try? space.allocate(upTo: 1) { blocks.append(run.start) }
     t.expectEqual(UInt64(blocks.count), space.totalBlocks, "every block handed out once")
     let bad = blocks[blocks.count / 2]
-    do { try space.quarantine(bad) } catch { t.expect(false, "quarantine") }
+    do { t.expect(try space.quarantine(bad) == .persisted, "the header write succeeds") } catch { t.expect(false, "quarantine") }
+    let page = UInt32(SwapSpace.location(of: bad).page)
+    t.expect(headerOnDisk(disks[0])?.quarantinedPages == [page], "the header on the disk lists the block's page")
     for block in blocks where block != bad { try? space.free(start: block, count: 1) }
     var reissued = false
     var again: [UInt64] = []

@@ -106,6 +106,19 @@ public final class SwapDisk {
         if let failure { throw failure }
     }
 
+    /// Makes every write that completed durable, waiting for it: one flush request, or
+    /// nothing when the device has no volatile write cache to flush.
+    public func flush() throws(BlockDeviceError) {
+        guard geometry.supportsFlush else { return }
+        let tag = nextSwapDiskTag
+        nextSwapDiskTag &+= 1
+        try submitRequest(.flush, 0, [], tag)
+        var outstanding = [tag]
+        var failure: BlockDeviceError? = nil
+        collect(&outstanding, &failure, all: true)
+        if let failure { throw failure }
+    }
+
     /// Waits for and reaps completions of `outstanding` (all of them, or at least one).
     /// Completions of asynchronous requests (`start`) reaped on the way are kept for `poll`.
     private func collect(_ outstanding: inout [UInt64], _ failure: inout BlockDeviceError?, all: Bool) {
@@ -212,59 +225,5 @@ public final class SwapDisk {
         }
         if current.pages > 0 { requests.append(current) }
         return requests
-    }
-}
-
-/// The header written to the first page of every swap device's window at swapon.
-public struct SwapHeader: Equatable {
-    /// "SWIFTSWP", little-endian.
-    public static var magic: UInt64 { 0x5057_5354_4649_5753 }
-    /// Layout version.
-    public static var version: UInt32 { 1 }
-
-    /// Pages in the window, header included.
-    public var pageCount: UInt64
-    /// The identity swapon gave the device (caller-chosen, e.g. from a seeded generator).
-    public var identifier: UInt64
-    /// Interleave slot the device occupied.
-    public var slot: UInt32
-
-    public init(pageCount: UInt64, identifier: UInt64, slot: UInt32) {
-        self.pageCount = pageCount
-        self.identifier = identifier
-        self.slot = slot
-    }
-
-    /// Writes the header into the page at `bytes` (the rest of the page is zeroed; a checksum
-    /// of the whole page closes it).
-    public func write(to bytes: UnsafeMutableRawPointer) {
-        bytes.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pageSize))
-        bytes.storeBytes(of: SwapHeader.magic, toByteOffset: 0, as: UInt64.self)
-        bytes.storeBytes(of: SwapHeader.version, toByteOffset: 8, as: UInt32.self)
-        bytes.storeBytes(of: UInt32(truncatingIfNeeded: pageSize), toByteOffset: 12, as: UInt32.self)
-        bytes.storeBytes(of: pageCount, toByteOffset: 16, as: UInt64.self)
-        bytes.storeBytes(of: identifier, toByteOffset: 24, as: UInt64.self)
-        bytes.storeBytes(of: slot, toByteOffset: 32, as: UInt32.self)
-        bytes.storeBytes(of: SwapChecksum.of(bytes), toByteOffset: 36, as: UInt32.self)
-    }
-
-    /// Reads and checks a header page. Throws `badHeader` for a wrong magic, version, page
-    /// size or checksum.
-    public static func read(from bytes: UnsafeRawPointer) throws(SwapError) -> SwapHeader {
-        guard bytes.load(fromByteOffset: 0, as: UInt64.self) == magic,
-              bytes.load(fromByteOffset: 8, as: UInt32.self) == version,
-              bytes.load(fromByteOffset: 12, as: UInt32.self) == UInt32(truncatingIfNeeded: pageSize) else { throw .badHeader }
-        let stored = bytes.load(fromByteOffset: 36, as: UInt32.self)
-        // The checksum was computed with its own field zero: recompute on a copy.
-        var copy = [UInt8](repeating: 0, count: Int(pageSize))
-        let computed = copy.withUnsafeMutableBytes { buffer -> UInt32 in
-            buffer.baseAddress!.copyMemory(from: bytes, byteCount: Int(pageSize))
-            buffer.baseAddress!.storeBytes(of: 0, toByteOffset: 36, as: UInt32.self)
-            return SwapChecksum.of(buffer.baseAddress!)
-        }
-        guard computed == stored else { throw .badHeader }
-        return SwapHeader(pageCount: bytes.load(fromByteOffset: 16, as: UInt64.self),
-                          identifier: bytes.load(fromByteOffset: 24, as: UInt64.self),
-                          slot: bytes.load(fromByteOffset: 32, as: UInt32.self))
     }
 }

@@ -10,9 +10,10 @@
 //    after its write completed, and a failed cluster is retried at once page by page. The
 //    synchronous `pageOut` keeps at most `maxWritesInFlight` cluster writes on the devices;
 //    the pageout daemon keeps batches in flight across its runs (Kernel/VM/Pageout.swift).
-//  - Write error: the failing block is quarantined, the page is retried on another block
-//    (`writeAttempts` in all); if every attempt fails the page is reported and stays dirty
-//    (the caller keeps it resident). Read error or checksum mismatch: only that page is
+//  - Write error: the failing block is quarantined (for good: SwapSpace lists it in the
+//    device's header, so it stays out after swapoff and swapon), the page is retried on
+//    another block (`writeAttempts` in all); if every attempt fails the page is reported and
+//    stays dirty (the caller keeps it resident). Read error or checksum mismatch: only that page is
 //    reported; other pages of the same read-ahead are unaffected.
 //  - A pagein keeps the slot (the page is clean and can be dropped again without a write);
 //    the VM discards it when the page is dirtied or freed.

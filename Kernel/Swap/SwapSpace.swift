@@ -13,8 +13,18 @@
 //    a draining device's blocks) is held allocated by `fill`, so the allocator can never hand
 //    it out and `freeBlocks` needs no correction.
 //  - `used` has a bit per device page for blocks handed out by `allocate` and not yet freed
-//    or quarantined; usedBlocks is their sum. Quarantined blocks are listed in `bad` and
-//    never return to the Blist (FreeBSD would reuse a block that failed a write).
+//    or quarantined; usedBlocks is their sum. Quarantined blocks are listed in `badPages`
+//    (window pages, ascending) and never return to the Blist (FreeBSD would reuse a block
+//    that failed a write).
+//  - The quarantine outlives swapoff: every quarantine rewrites the device's header
+//    (SwapHeader.swift) from `badPages` through a page frame kept per device since swapon,
+//    so the pageout error path needs no memory. When that write fails the header is stale
+//    (`headerIsStale`): the next quarantine on the device and swapoff write it again, and a
+//    header that stays stale only costs a failed write on the unlisted block after the next
+//    swapon, which quarantines it again (the pager keeps the page until a write succeeds).
+//  - swapon keeps the quarantine a valid header of ours lists (`HeaderPolicy.keepQuarantine`)
+//    and initialises a page without the swap magic; any other defect, or an overflowed list,
+//    refuses the device rather than overwrite a list it cannot read.
 //  - Every public mutation validates first and throws without changing anything.
 // Locks: none inside; one CPU. With SMP: one swap lock around every call.
 
@@ -34,8 +44,11 @@ public enum SwapError: Error, Equatable {
     case windowOutOfRange
     /// The global block space would exceed `SwapSlot.maximumBlocks`.
     case tooLarge
-    /// The header read back after swapon is not the one written.
-    case badHeader
+    /// The window's first page is not a valid swap header (see the defect), or the header
+    /// read back after swapon is not the one written (`readBackMismatch`).
+    case badHeader(SwapHeaderDefect)
+    /// swapon: the device's header says more blocks were quarantined than it could list.
+    case quarantineOverflow
     /// No page frame for a header buffer.
     case outOfMemory
     /// The device failed a transfer.
@@ -90,14 +103,20 @@ public final class SwapSpace {
         /// One bit per window page: handed out and not freed.
         var used: [UInt64]
         var usedCount: UInt64 = 0
-        /// Quarantined global blocks.
-        var bad: [UInt64] = []
+        /// Quarantined window pages, ascending: what the header lists.
+        var badPages: [UInt32]
+        /// The page frame header rewrites go through (allocated at swapon, freed at swapoff).
+        var headerFrame: PhysicalAddress
+        /// The header on the device does not list every page of `badPages` yet.
+        var headerIsStale = false
         /// swapoff in progress: frees keep blocks allocated in the Blist.
         var isDraining = false
 
-        init(disk: SwapDisk, identifier: UInt64) {
+        init(disk: SwapDisk, identifier: UInt64, badPages: [UInt32], headerFrame: PhysicalAddress) {
             self.disk = disk
             self.identifier = identifier
+            self.badPages = badPages
+            self.headerFrame = headerFrame
             used = [UInt64](repeating: 0, count: Int((disk.pageCount + 63) / 64))
         }
 
@@ -132,7 +151,54 @@ public final class SwapSpace {
             return (Int(page / 64), mask, count)
         }
         /// Usable blocks: pages minus header minus bad.
-        var usableBlocks: UInt64 { disk.pageCount - SwapSpace.headerPages - UInt64(bad.count) }
+        var usableBlocks: UInt64 { disk.pageCount - SwapSpace.headerPages - UInt64(badPages.count) }
+
+        /// Position of the first entry of `badPages` not below `page`.
+        private func badIndex(_ page: UInt64) -> Int {
+            var low = 0
+            var high = badPages.count
+            while low < high {
+                let middle = (low + high) / 2
+                if UInt64(badPages[middle]) < page { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+
+        func isBad(_ page: UInt64) -> Bool {
+            let index = badIndex(page)
+            return index < badPages.count && UInt64(badPages[index]) == page
+        }
+
+        /// Adds window page `page` (below pageCount, so it fits in 32 bits) to `badPages`.
+        func markBad(_ page: UInt64) {
+            badPages.insert(UInt32(page), at: badIndex(page))
+        }
+
+        /// The header describing this device in `slot`.
+        func header(slot: Int) -> SwapHeader {
+            SwapHeader(pageCount: disk.pageCount, identifier: identifier, slot: UInt32(slot), quarantinedPages: badPages)
+        }
+    }
+
+    /// What swapon does with the header already on a device.
+    public enum HeaderPolicy: Equatable {
+        /// Keep the quarantine a valid header lists; a page without the swap magic (blank, or
+        /// foreign data) gets a fresh header.
+        case keepQuarantine
+        /// Write a fresh header whatever the page holds, forgetting its quarantine (mkswap).
+        case initialise
+    }
+
+    /// Whether a quarantine reached the device's header.
+    public enum QuarantineRecord: Equatable {
+        /// The header on the device lists the block.
+        case persisted
+        /// The header's list was full: it records the overflow, and the next swapon of the
+        /// device refuses it (`SwapError.quarantineOverflow`).
+        case overflowed
+        /// The header write failed with the error: only memory holds the quarantine until a
+        /// later header write succeeds (see `isHeaderStale(onDevice:)`).
+        case inMemoryOnly(SwapError)
     }
 
     private var devices: [Device?] = [Device?](repeating: nil, count: SwapSpace.maximumDevices)
@@ -148,6 +214,8 @@ public final class SwapSpace {
     public private(set) var writes: UInt64 = 0
     public private(set) var readErrors: UInt64 = 0
     public private(set) var writeErrors: UInt64 = 0
+    /// Header rewrites (after a quarantine, at swapoff) that failed.
+    public private(set) var headerWriteErrors: UInt64 = 0
 
     public init() {}
 
@@ -204,7 +272,7 @@ public final class SwapSpace {
     /// Blocks in use.
     public var usedBlocks: UInt64 { devices.reduce(0) { $0 + ($1?.usedCount ?? 0) } }
     /// Quarantined blocks.
-    public var badBlocks: UInt64 { devices.reduce(0) { $0 + UInt64($1?.bad.count ?? 0) } }
+    public var badBlocks: UInt64 { devices.reduce(0) { $0 + UInt64($1?.badPages.count ?? 0) } }
     /// Reservation limit: usable blocks plus overcommit.
     public var reservationLimit: UInt64 { totalBlocks + overcommitPages }
     /// Low watermark: below it swap is "nearly full". About 3% of the swap, at least 8 blocks.
@@ -229,8 +297,15 @@ public final class SwapSpace {
 
     /// True if `block` is quarantined.
     public func isQuarantined(_ block: UInt64) -> Bool {
-        let (slot, _) = SwapSpace.location(of: block)
-        return devices[slot]?.bad.contains(block) ?? false
+        let (slot, page) = SwapSpace.location(of: block)
+        return devices[slot]?.isBad(page) ?? false
+    }
+
+    /// True if device `identifier`'s header does not list all of its quarantined blocks (its
+    /// last rewrite failed). False for a device that is not on.
+    public func isHeaderStale(onDevice identifier: UInt64) -> Bool {
+        guard let slot = slot(of: identifier) else { return false }
+        return devices[slot]!.headerIsStale
     }
 
     /// The in-use blocks of device `identifier`, ascending (what swapoff must evacuate).
@@ -249,19 +324,31 @@ public final class SwapSpace {
 
     // MARK: swapon / swapoff
 
-    /// Adds `disk` to swap under `identifier`: writes a header to the window's first page,
-    /// reads it back and checks it, then makes the rest of the window allocatable,
-    /// interleaved with the other devices. Throws `duplicateDevice`, `tooManyDevices`,
-    /// `windowOutOfRange` (no page beyond the header), `tooLarge`, `outOfMemory`,
-    /// `io(error)` or `badHeader`; nothing changes when it throws.
-    public func swapOn(_ disk: SwapDisk, identifier: UInt64) throws(SwapError) {
+    /// Adds `disk` to swap under `identifier`: reads the header on the window's first page
+    /// (with `.keepQuarantine`), writes the device's header there (keeping the quarantine the
+    /// old one listed, inside the window), reads it back and checks it, then makes the rest of
+    /// the window allocatable but for the quarantined pages, interleaved with the other
+    /// devices. Throws `duplicateDevice`, `tooManyDevices`, `windowOutOfRange` (no page beyond
+    /// the header), `tooLarge`, `outOfMemory`, `io(error)`, `badHeader(defect)` (a damaged or
+    /// unknown header of ours, or a bad read-back) or `quarantineOverflow`; nothing changes
+    /// in the space when it throws.
+    public func swapOn(_ disk: SwapDisk, identifier: UInt64, header policy: HeaderPolicy = .keepQuarantine) throws(SwapError) {
         guard slot(of: identifier) == nil else { throw .duplicateDevice }
         guard let slot = devices.firstIndex(where: { $0 == nil }) else { throw .tooManyDevices }
         guard disk.pageCount > SwapSpace.headerPages else { throw .windowOutOfRange }
         let span = SwapSpace.spanBlocks(pages: disk.pageCount)
         let newSize = max(blist?.blocks ?? 0, span)
         guard newSize <= SwapSlot.maximumBlocks, newSize <= Blist.maximumBlocks else { throw .tooLarge }
-        try writeAndCheckHeader(SwapHeader(pageCount: disk.pageCount, identifier: identifier, slot: UInt32(slot)), on: disk)
+        let frame: PhysicalAddress
+        do { frame = try physicalPages.allocate() } catch { throw .outOfMemory }
+        var device = Device(disk: disk, identifier: identifier, badPages: [], headerFrame: frame)
+        do throws(SwapError) {
+            if policy == .keepQuarantine { device.badPages = try existingQuarantine(on: disk, frame: frame) }
+            try writeHeader(device.header(slot: slot), on: disk, frame: frame, verify: true)
+        } catch {
+            try? physicalPages.free(frame)
+            throw error
+        }
 
         // From here nothing can fail: the Blist calls below are on ranges inside the tree.
         if var tree = blist {
@@ -276,28 +363,65 @@ public final class SwapSpace {
             try! tree.fill(start: 0, count: newSize)
             blist = tree
         }
-        devices[slot] = Device(disk: disk, identifier: identifier)
-        SwapSpace.forEachRun(slot: slot, from: SwapSpace.headerPages, to: disk.pageCount) { start, count in
-            try! blist!.free(start: start, count: count)
+        devices[slot] = device
+        var page = SwapSpace.headerPages
+        for bad in device.badPages {
+            SwapSpace.forEachRun(slot: slot, from: page, to: UInt64(bad)) { start, count in try! blist!.free(start: start, count: count) }
+            page = UInt64(bad) + 1
         }
+        SwapSpace.forEachRun(slot: slot, from: page, to: disk.pageCount) { start, count in try! blist!.free(start: start, count: count) }
         devicesChanged()
     }
 
-    private func writeAndCheckHeader(_ header: SwapHeader, on disk: SwapDisk) throws(SwapError) {
-        let buffer: PhysicalAddress
-        do { buffer = try physicalPages.allocate() } catch { throw .outOfMemory }
-        defer { try? physicalPages.free(buffer) }
-        let bytes = DirectMap.pointer(to: buffer)
+    /// The quarantined pages inside `disk`'s window that the header on its first page lists
+    /// (read into `frame`): none for a page without the swap magic. Throws `io(error)`,
+    /// `quarantineOverflow`, or `badHeader(defect)` for any other defect.
+    private func existingQuarantine(on disk: SwapDisk, frame: PhysicalAddress) throws(SwapError) -> [UInt32] {
+        do { try disk.transfer(.read, page: 0, frames: [frame]) } catch { throw .io(error) }
+        let header: SwapHeader
+        do { header = try SwapHeader.read(from: DirectMap.pointer(to: frame)) } catch {
+            if error == .badHeader(.wrongMagic) { return [] }
+            throw error
+        }
+        guard !header.quarantineOverflowed else { throw .quarantineOverflow }
+        // A header from a longer window over the same start: its pages past this one are not ours.
+        return header.quarantinedPages.filter { UInt64($0) < disk.pageCount }
+    }
+
+    /// Writes `header` to `disk`'s first page through `frame` and flushes it; `verify`: reads
+    /// it back and checks it is the same header.
+    private func writeHeader(_ header: SwapHeader, on disk: SwapDisk, frame: PhysicalAddress, verify: Bool) throws(SwapError) {
+        let bytes = DirectMap.pointer(to: frame)
         header.write(to: bytes)
         do {
-            try disk.transfer(.write, page: 0, frames: [buffer])
-            bytes.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pageSize))
-            try disk.transfer(.read, page: 0, frames: [buffer])
+            try disk.transfer(.write, page: 0, frames: [frame])
+            try disk.flush()
+            if verify {
+                bytes.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pageSize))
+                try disk.transfer(.read, page: 0, frames: [frame])
+            }
         } catch {
             throw .io(error)
         }
-        let readBack = try SwapHeader.read(from: bytes)
-        guard readBack == header else { throw .badHeader }
+        if verify {
+            guard try SwapHeader.read(from: bytes) == header else { throw .badHeader(.readBackMismatch) }
+        }
+    }
+
+    /// Rewrites the header of the device in `slot` from its quarantine (no read-back: this is
+    /// the pageout error path), recording a failure as a stale header.
+    private func persistQuarantine(slot: Int) -> QuarantineRecord {
+        let device = devices[slot]!
+        let header = device.header(slot: slot)
+        do throws(SwapError) {
+            try writeHeader(header, on: device.disk, frame: device.headerFrame, verify: false)
+        } catch {
+            devices[slot]!.headerIsStale = true
+            headerWriteErrors += 1
+            return .inMemoryOnly(error)
+        }
+        devices[slot]!.headerIsStale = false
+        return header.quarantineOverflowed ? .overflowed : .persisted
     }
 
     /// Removes device `identifier`. While some of its blocks are in use it calls `evacuate`
@@ -330,6 +454,10 @@ public final class SwapSpace {
                 try! blist!.fill(start: start, count: count)
             }
         }
+        // Last chance for a header a failed rewrite left stale; a failure is only counted
+        // (the invariants at the top say why that is harmless).
+        if devices[slot]!.headerIsStale { _ = persistQuarantine(slot: slot) }
+        try? physicalPages.free(devices[slot]!.headerFrame)
         devices[slot] = nil
         // Shrink the tree to what the remaining devices span (its tail is all held).
         let span = devices.reduce(UInt64(0)) { max($0, $1.map { SwapSpace.spanBlocks(pages: $0.disk.pageCount) } ?? 0) }
@@ -349,9 +477,8 @@ public final class SwapSpace {
         let device = devices[slot]!
         var page = SwapSpace.headerPages
         while page < device.disk.pageCount {
-            let block = SwapSpace.globalBlock(slot: slot, page: page)
-            if !device.isUsed(page) && !device.bad.contains(block) {
-                try! blist!.free(start: block, count: 1)
+            if !device.isUsed(page) && !device.isBad(page) {
+                try! blist!.free(start: SwapSpace.globalBlock(slot: slot, page: page), count: 1)
             }
             page += 1
         }
@@ -402,15 +529,19 @@ public final class SwapSpace {
         updateHysteresis()
     }
 
-    /// Retires in-use `block` after a write error: it is never handed out again and no longer
-    /// counts as usable. Throws `blockNotInUse`.
-    public func quarantine(_ block: UInt64) throws(SwapError) {
+    /// Retires in-use `block` after a write error: it is never handed out again, no longer
+    /// counts as usable, and the device's header is rewritten (and flushed) to list it before
+    /// this returns, so the next swapon keeps it out too. Returns whether the header got it;
+    /// the quarantine holds in memory either way. Throws `blockNotInUse` (changing nothing).
+    @discardableResult
+    public func quarantine(_ block: UInt64) throws(SwapError) -> QuarantineRecord {
         guard isInUse(block) else { throw .blockNotInUse }
         let (slot, page) = SwapSpace.location(of: block)
         let device = devices[slot]!
         device.set(page..<(page + 1), used: false)
-        device.bad.append(block)
+        device.markBad(page)
         devicesChanged()
+        return persistQuarantine(slot: slot)
     }
 
     // MARK: Reservation

@@ -17,6 +17,7 @@ final class RAMDisk: BlockDevice {
     /// Submissions refused with queueFull.
     private(set) var refusedAsFull = 0
     private(set) var writeRequests = 0
+    private(set) var flushRequests = 0
     private var pending: [BlockCompletion] = []
     /// The most requests ever in flight at once.
     private(set) var peakInFlight = 0
@@ -63,7 +64,7 @@ final class RAMDisk: BlockDevice {
                 }
             }
         case .flush:
-            break
+            flushRequests += 1
         }
         pending.append(BlockCompletion(tag: tag, result: result))
         peakInFlight = max(peakInFlight, pending.count)
@@ -90,6 +91,13 @@ final class RAMDisk: BlockDevice {
     /// Flips one bit of the stored data of device block `block` (silent corruption).
     func corrupt(block: UInt64, byte: Int = 100) {
         storage[Int(block) * geometry.blockSize + byte] ^= 0x10
+    }
+
+    /// Overwrites the device blocks from `block` with `bytes` (a whole number of blocks), as
+    /// another system writing the disk would.
+    func store(_ bytes: [UInt8], block: UInt64) {
+        let start = Int(block) * geometry.blockSize
+        storage.replaceSubrange(start..<(start + bytes.count), with: bytes)
     }
 
     /// The bytes of device block range [block, block + count).

@@ -54,7 +54,9 @@ final class SwapSpaceTests: XCTestCase {
         XCTAssertEqual(seen.count, 63)
         ram.corrupt(block: 2)
         XCTAssertThrowsError(try ram.bytes(block: 0, count: 8).withUnsafeBytes { try SwapHeader.read(from: $0.baseAddress!) },
-                             "a damaged header fails its checksum")
+                             "a damaged header fails its checksum") {
+            XCTAssertEqual($0 as? SwapError, .badHeader(.checksumMismatch))
+        }
     }
 
     func testSwapOnFailureChangesNothing() throws {
