@@ -58,6 +58,22 @@ FUNC memset
     b 2b
 3:  ret
 
+/*
+ * zero_pages(x0 = page-aligned address, x1 = number of 4 KiB pages): the VM's page zeroing,
+ * 64 bytes per iteration (memset's 16-byte loop is four times the branches under TCG).
+ */
+FUNC zero_pages
+    lsl x1, x1, #12
+    cbz x1, 2f
+1:  stp xzr, xzr, [x0]
+    stp xzr, xzr, [x0, #16]
+    stp xzr, xzr, [x0, #32]
+    stp xzr, xzr, [x0, #48]
+    add x0, x0, #64
+    subs x1, x1, #64
+    b.ne 1b
+2:  ret
+
 FUNC memcmp
 1:  cbz x2, 2f
     ldrb w3, [x0], #1

@@ -493,7 +493,7 @@ public struct KernelHeap<Source: HeapPageSource> {
     private mutating func allocateNode(order: Int) throws(HeapError) -> UInt {
         let block = try source.allocatePages(order: order)
         precondition(UInt(bitPattern: block) & UInt(pageSize - 1) == 0, "KernelHeap.allocateNode: page source returned an unaligned page")
-        block.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pageSize) << order)
+        DirectMap.zeroPages(block, count: 1 << order)
         statistics.metadataPages += 1 << order
         return UInt(bitPattern: block)
     }

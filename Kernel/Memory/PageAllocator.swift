@@ -251,8 +251,7 @@ public struct PageAllocator: ~Copyable {
     /// Like `allocate(order:)`, then fills the block with zeros.
     public mutating func allocateZeroed(order: Int = 0) throws(PageAllocatorError) -> PhysicalAddress {
         let address = try allocate(order: order)
-        DirectMap.pointer(to: address).initializeMemory(as: UInt8.self, repeating: 0,
-                                                        count: Int(pageSize) << order)
+        DirectMap.zeroPages(DirectMap.pointer(to: address), count: 1 << order)
         return address
     }
 

@@ -1,6 +1,7 @@
 // StringFunctionSuite: the assembly memcpy/memmove/memset/memcmp (Boot/<arch>/string.S) that
 // the Swift runtime and every page copy depend on: overlap in both directions, every tail
-// length around the 8/16-byte fast paths, and byte values with the high bit set.
+// length around the 8/16-byte fast paths, and byte values with the high bit set; and
+// zero_pages (DirectMap.zeroPages), which clears exactly the pages it is given.
 
 @_extern(c, "memcpy") private func cMemcpy(_ d: UnsafeMutableRawPointer, _ s: UnsafeRawPointer, _ n: Int) -> UnsafeMutableRawPointer
 @_extern(c, "memmove") private func cMemmove(_ d: UnsafeMutableRawPointer, _ s: UnsafeRawPointer, _ n: Int) -> UnsafeMutableRawPointer
@@ -12,6 +13,7 @@ let stringFunctionSuite = SelfTestSuite("string_functions", [
     SelfTest("memmove_overlap_forward_and_backward", memmoveOverlapForwardAndBackward),
     SelfTest("memset_fills_exact_range", memsetFillsExactRange),
     SelfTest("memcmp_orders_by_first_difference", memcmpOrdersByFirstDifference),
+    SelfTest("zero_pages_clears_exactly_its_pages", zeroPagesClearsExactlyItsPages),
 ])
 
 private let bufferSize = 192   // memmove: source 40 + shift 33 + length 100 stays inside
@@ -99,5 +101,23 @@ private func memcmpOrdersByFirstDifference(_ t: inout TestContext) {
         a[5] = 0xFF
         b[5] = 0x01
         t.expect(cMemcmp(a, b, bufferSize) > 0, "bytes compare as unsigned")
+    }
+}
+
+/// Four pages of 0xA5: zeroing the middle two clears every byte of them and none around them.
+private func zeroPagesClearsExactlyItsPages(_ t: inout TestContext) {
+    let size = 4 * Int(pageSize)
+    let block = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: Int(pageSize))
+    defer { block.deallocate() }
+    let bytes = block.bindMemory(to: UInt8.self, capacity: size)
+    for count in [0, 1, 2] {
+        bytes.initialize(repeating: 0xA5, count: size)
+        DirectMap.zeroPages(block + Int(pageSize), count: count)
+        var wrong = 0
+        for i in 0..<size {
+            let cleared = i >= Int(pageSize) && i < (1 + count) * Int(pageSize)
+            if bytes[i] != (cleared ? 0 : 0xA5) { wrong += 1 }
+        }
+        t.expectEqual(wrong, 0, "bytes wrong after zeroPages")
     }
 }

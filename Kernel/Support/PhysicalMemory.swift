@@ -43,7 +43,26 @@ public enum DirectMap {
     @inline(__always) public static func physicalAddress(of pointer: UnsafeRawPointer) -> PhysicalAddress {
         PhysicalAddress(UInt64(UInt(bitPattern: pointer) &- offset))
     }
+
+    /// Fills `count` whole pages from the page-aligned `pointer` with zeros.
+    /// Why not `initializeMemory(repeating:)`: at -Osize LLVM expands a constant 4 KiB fill
+    /// inline as `rep stosl` on x86_64, which QEMU's TCG runs one helper call per iteration
+    /// (the zeroing of a zero-fill fault cost about twice a 4 KiB store loop). The kernel's
+    /// `zero_pages` (Boot/<arch>/string.S) is an out-of-line 64-byte store loop; host tests
+    /// have no such routine and keep the library fill.
+    @inline(__always) public static func zeroPages(_ pointer: UnsafeMutableRawPointer, count: Int) {
+        precondition(UInt(bitPattern: pointer) & UInt(pageSize - 1) == 0, "DirectMap.zeroPages: unaligned page")
+        #if hasFeature(Extern)
+        kernelZeroPages(pointer, count)
+        #else
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: count << Int(pageShift))
+        #endif
+    }
 }
+
+#if hasFeature(Extern)
+@_extern(c, "zero_pages") private func kernelZeroPages(_ pointer: UnsafeMutableRawPointer, _ count: Int)
+#endif
 
 /// A range of physical memory, [start, end).
 public struct PhysicalRange: Equatable {

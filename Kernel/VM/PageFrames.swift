@@ -135,7 +135,7 @@ public final class PageFrames {
         page.record.pointee.offset = 0
         page.record.pointee.tableEntryCount = 0
         if zeroed {
-            page.contents.initializeMemory(as: UInt8.self, repeating: 0, count: Int(pageSize))
+            DirectMap.zeroPages(page.contents, count: 1)
             zeroFilledPages += 1
         }
         return page
