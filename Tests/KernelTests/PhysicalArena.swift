@@ -83,6 +83,23 @@ final class PhysicalArena {
 /// The kernel's seeded generator (Kernel/Support/SeededRandom.swift), under the tests' name.
 typealias SplitMix64Generator = SplitMix64
 
+/// A test case with a 32 MiB arena behind the page allocator, fresh per test (the swap space
+/// tests: header frames and swapon buffers come from the allocator).
+class ArenaAllocatorTestCase: XCTestCase {
+    var arena: PhysicalArena!
+
+    override func setUpWithError() throws {
+        arena = PhysicalArena(byteCount: 32 << 20)
+        physicalPages = PageAllocator()
+        try physicalPages.setUp(memoryMap: arena.wholeArenaMap())
+    }
+
+    override func tearDown() {
+        physicalPages = PageAllocator()
+        arena = nil
+    }
+}
+
 /// A test case with a 64 MiB arena behind the page allocator and a fresh `PageFrames` per test,
 /// the set-up the swap pager tests share.
 class ArenaPageFramesTestCase: XCTestCase {

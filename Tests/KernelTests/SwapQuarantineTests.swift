@@ -8,20 +8,7 @@
 import XCTest
 @testable import Kernel
 
-final class SwapQuarantineTests: XCTestCase {
-    private var arena: PhysicalArena!
-
-    override func setUpWithError() throws {
-        arena = PhysicalArena(byteCount: 32 << 20)
-        physicalPages = PageAllocator()
-        try physicalPages.setUp(memoryMap: arena.wholeArenaMap())
-    }
-
-    override func tearDown() {
-        physicalPages = PageAllocator()
-        arena = nil
-    }
-
+final class SwapQuarantineTests: ArenaAllocatorTestCase {
     private func ramDisk(pages: UInt64) -> RAMDisk { RAMDisk(blocks: pages * 8) }
 
     /// The header on `ram`'s first page.

@@ -5,20 +5,7 @@
 import XCTest
 @testable import Kernel
 
-final class SwapSpaceTests: XCTestCase {
-    private var arena: PhysicalArena!
-
-    override func setUpWithError() throws {
-        arena = PhysicalArena(byteCount: 32 << 20)
-        physicalPages = PageAllocator()
-        try physicalPages.setUp(memoryMap: arena.wholeArenaMap())
-    }
-
-    override func tearDown() {
-        physicalPages = PageAllocator()
-        arena = nil
-    }
-
+final class SwapSpaceTests: ArenaAllocatorTestCase {
     /// A RAM disk of `pages` pages (512-byte blocks) wrapped for swap.
     private func disk(pages: UInt64, maxSegments: Int = 32) throws -> (RAMDisk, SwapDisk) {
         let ram = RAMDisk(blocks: pages * 8, maxSegments: maxSegments)
