@@ -19,16 +19,6 @@ let pageoutSuite = SelfTestSuite("pageout", [
     swapVMTest("pressure_allocations_wait_for_the_laundry_cap", limit: 32, pressureLaundryCap),
 ])
 
-/// One daemon run that wants every resident page gone; returns with its writes in flight.
-private func startLaundry(_ system: VMSystem) {
-    let daemon = system.pageout
-    let saved = (daemon.residentLimit, daemon.freeTarget)
-    daemon.residentLimit = system.residentPageTotal
-    daemon.freeTarget = system.residentPageTotal
-    daemon.run(urgent: true)
-    (daemon.residentLimit, daemon.freeTarget) = saved
-}
-
 /// Resident pages of the VM's objects whose laundry write is in flight.
 private func launderingPageCount(_ system: VMSystem) -> Int {
     var count = 0
@@ -48,7 +38,7 @@ private func laundryCollectedLater(_ t: inout TestContext, _ bed: VMTestBed, _ s
     let system = bed.system
     let daemon = system.pageout
     let before = daemon.statistics
-    startLaundry(system)
+    startPageOutEverything(system)
     t.expectEqual(daemon.pagesInLaundry, pages, "the run started a write for every page")
     t.expectEqual(launderingPageCount(system), pages, "every page is in flight, still resident")
     t.expect(daemon.laundryWrites > 0 && daemon.laundryWrites <= daemon.maxLaundryWrites, "writes in flight, within the cap")
@@ -75,7 +65,7 @@ private func laundryFaultKeepsPage(_ t: inout TestContext, _ bed: VMTestBed, _ s
     guard swapTestMap(&t, bed, pages: pages) != nil else { return }
     writePattern(base: vmTestBase, pages: pages, generation: 8)
     let system = bed.system
-    startLaundry(system)
+    startPageOutEverything(system)
     t.expectEqual(launderingPageCount(system), pages, "the cluster is in flight")
     let readsBefore = space.reads
     let keptBefore = system.pageout.statistics.laundryPagesKept
@@ -98,7 +88,7 @@ private func laundryUnmapInFlight(_ t: inout TestContext, _ bed: VMTestBed, _ sp
     writePattern(base: vmTestBase, pages: pages, generation: 9)
     let system = bed.system
     let framesBefore = system.pages.count(of: .free)
-    startLaundry(system)
+    startPageOutEverything(system)
     t.expect(system.pageout.laundryWrites > 0, "writes in flight")
     _ = t.vmSucceeds("unmap with writes in flight") { () throws(MapError) in
         try map.unmap(start: vmTestBase, length: UInt64(pages) << pageShift)

@@ -113,12 +113,17 @@ func swapVMTest(_ name: StaticString, limit: Int?,
 
 /// Pages out every resident page of the VM's objects it can (a full pressure run).
 func pageOutEverything(_ system: VMSystem) {
+    startPageOutEverything(system)
+    system.pageout.settle(nil)   // the laundry is asynchronous: collect every write the run started
+}
+
+/// One daemon run that wants every resident page gone; returns with its writes in flight.
+func startPageOutEverything(_ system: VMSystem) {
     let daemon = system.pageout
     let saved = (daemon.residentLimit, daemon.freeTarget)
     daemon.residentLimit = system.residentPageTotal
     daemon.freeTarget = system.residentPageTotal
     daemon.run(urgent: true)
-    daemon.settle(nil)   // the laundry is asynchronous: collect every write the run started
     (daemon.residentLimit, daemon.freeTarget) = saved
 }
 

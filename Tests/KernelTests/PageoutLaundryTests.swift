@@ -13,14 +13,7 @@ final class PageoutLaundryTests: XCTestCase {
     private let base: UInt64 = 0x100000
 
     private func world(swapPages: UInt64 = 2048) throws -> (VMWorld, SwapSpace, RAMDisk) {
-        let world = VMWorld()
-        let ram = RAMDisk(blocks: swapPages * 8)
-        let space = SwapSpace()
-        try space.swapOn(try SwapDisk.over(ram), identifier: 1)
-        world.system.swapSpace = space
-        world.system.pageout.freeMinimum = 4
-        world.system.pageout.freeTarget = 8
-        return (world, space, ram)
+        try swapTestWorld(swapPages: swapPages)
     }
 
     private func value(_ index: UInt64) -> UInt64 { index &* 0x9E37_79B9 ^ 0x5A5A }
@@ -31,16 +24,6 @@ final class PageoutLaundryTests: XCTestCase {
         try map.map(nil, at: base, length: pages * page, protection: .readWrite)
         for index in 0..<pages { try map.store(value(index), at: base + index * page) }
         return map
-    }
-
-    /// One daemon run that wants every resident page gone; returns with the writes in flight.
-    private func startLaundry(_ system: VMSystem) {
-        let daemon = system.pageout
-        let saved = (daemon.residentLimit, daemon.freeTarget)
-        daemon.residentLimit = system.residentPageTotal
-        daemon.freeTarget = system.residentPageTotal
-        daemon.run(urgent: true)
-        (daemon.residentLimit, daemon.freeTarget) = saved
     }
 
     private func launderingPages(_ object: VMObject) -> Int {
@@ -56,7 +39,7 @@ final class PageoutLaundryTests: XCTestCase {
         let (world, space, _) = try world()
         let map = try dirtyMap(world, pages: 64)
         let object = map.entries[0].object!
-        startLaundry(world.system)
+        startPageOutEverything(world.system)
         let daemon = world.system.pageout
         XCTAssertEqual(daemon.pagesInLaundry, 64, "the run started writes for every page")
         XCTAssertEqual(daemon.laundryWrites, 4, "four clusters of 16")
@@ -83,7 +66,7 @@ final class PageoutLaundryTests: XCTestCase {
         let (world, space, _) = try world()
         world.system.pageout.maxLaundryWrites = 2
         let map = try dirtyMap(world, pages: 96)
-        startLaundry(world.system)
+        startPageOutEverything(world.system)
         let daemon = world.system.pageout
         XCTAssertEqual(daemon.statistics.peakLaundryWrites, 2)
         XCTAssertLessThanOrEqual(daemon.laundryWrites, 2)
@@ -99,7 +82,7 @@ final class PageoutLaundryTests: XCTestCase {
         let (world, space, _) = try world()
         let map = try dirtyMap(world, pages: 16)
         let object = map.entries[0].object!
-        startLaundry(world.system)
+        startPageOutEverything(world.system)
         XCTAssertEqual(launderingPages(object), 16)
         let readsBefore = space.reads
         XCTAssertEqual(try map.load(base + 5 * page), value(5))
@@ -123,7 +106,7 @@ final class PageoutLaundryTests: XCTestCase {
         let (world, space, _) = try world()
         let inUseBefore = world.pagesInUse
         let map = try dirtyMap(world, pages: 48)
-        startLaundry(world.system)
+        startPageOutEverything(world.system)
         XCTAssertGreaterThan(world.system.pageout.laundryWrites, 0)
         map.destroy()
         XCTAssertEqual(world.system.pageout.laundryWrites, 0)
@@ -139,7 +122,7 @@ final class PageoutLaundryTests: XCTestCase {
         let (world, space, _) = try world()
         space.overcommitPages = 64   // the object keeps its reservation with no device left
         let map = try dirtyMap(world, pages: 40)
-        startLaundry(world.system)
+        startPageOutEverything(world.system)
         XCTAssertEqual(world.system.pageout.pagesInLaundry, 40)
         try world.system.swapOff(identifier: 1)
         XCTAssertEqual(space.statistics.devices, 0)
@@ -154,7 +137,7 @@ final class PageoutLaundryTests: XCTestCase {
         let (world, space, _) = try world()
         let backing = world.object(pages: 16)
         for index in 0..<16 { world.put(0x100 + UInt64(index), in: backing, page: index) }
-        startLaundry(world.system)
+        startPageOutEverything(world.system)
         XCTAssertEqual(backing.laundryWrites, 1)
         let top = try backing.shadow(offset: 0, length: 16 * page)
         world.put(0x999, in: top, page: 3)
@@ -172,7 +155,7 @@ final class PageoutLaundryTests: XCTestCase {
         for sector in 0..<ram.geometry.blockCount { ram.failingWriteBlocks.insert(sector) }
         let map = try dirtyMap(world, pages: 8)
         let object = map.entries[0].object!
-        startLaundry(world.system)
+        startPageOutEverything(world.system)
         world.system.pageout.settle(nil)
         XCTAssertEqual(object.residentPageCount, 8, "nothing written, nothing freed")
         XCTAssertEqual(world.system.pageout.statistics.launderFailures, 8)

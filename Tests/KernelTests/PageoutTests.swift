@@ -11,30 +11,11 @@ import XCTest
 final class PageoutTests: XCTestCase {
     private let page = pageSize
 
-    /// A VM world with swap over a RAM disk of `swapPages` pages and a resident limit.
     private func world(swapPages: UInt64 = 2048, limit: Int?) throws -> (VMWorld, SwapSpace, RAMDisk) {
-        let world = VMWorld()
-        let ram = RAMDisk(blocks: swapPages * 8)
-        let space = SwapSpace()
-        try space.swapOn(try SwapDisk.over(ram), identifier: 1)
-        world.system.swapSpace = space
-        world.system.pageout.freeMinimum = 4
-        world.system.pageout.freeTarget = 8
-        world.system.pageout.residentLimit = limit
-        return (world, space, ram)
+        try swapTestWorld(swapPages: swapPages, limit: limit)
     }
 
     private func value(_ address: UInt64, _ generation: UInt64) -> UInt64 { address &* 31 ^ generation << 48 }
-
-    private func pageOutEverything(_ system: VMSystem) {
-        let daemon = system.pageout
-        let saved = (daemon.residentLimit, daemon.freeTarget)
-        daemon.residentLimit = system.residentPageTotal
-        daemon.freeTarget = system.residentPageTotal
-        daemon.run(urgent: true)
-        daemon.settle(nil)   // the laundry is asynchronous: collect every write it started
-        (daemon.residentLimit, daemon.freeTarget) = saved
-    }
 
     func testPressureWorkingSetFourTimesTheLimitRoundTrips() throws {
         let (world, space, _) = try world(limit: 32)

@@ -163,3 +163,33 @@ final class RAMPager: Pager {
         store[offset]?.withUnsafeBytes { $0.load(as: UInt64.self) }
     }
 }
+
+/// A VM world with swap over a RAM disk of `swapPages` pages, small daemon targets and an
+/// optional resident limit (the pageout tests).
+func swapTestWorld(swapPages: UInt64 = 2048, limit: Int? = nil) throws -> (VMWorld, SwapSpace, RAMDisk) {
+    let world = VMWorld()
+    let ram = RAMDisk(blocks: swapPages * 8)
+    let space = SwapSpace()
+    try space.swapOn(try SwapDisk.over(ram), identifier: 1)
+    world.system.swapSpace = space
+    world.system.pageout.freeMinimum = 4
+    world.system.pageout.freeTarget = 8
+    world.system.pageout.residentLimit = limit
+    return (world, space, ram)
+}
+
+/// One daemon run that wants every resident page gone; returns with its writes in flight.
+func startPageOutEverything(_ system: VMSystem) {
+    let daemon = system.pageout
+    let saved = (daemon.residentLimit, daemon.freeTarget)
+    daemon.residentLimit = system.residentPageTotal
+    daemon.freeTarget = system.residentPageTotal
+    daemon.run(urgent: true)
+    (daemon.residentLimit, daemon.freeTarget) = saved
+}
+
+/// Pages out every resident page it can and collects the writes.
+func pageOutEverything(_ system: VMSystem) {
+    startPageOutEverything(system)
+    system.pageout.settle(nil)   // the laundry is asynchronous: collect every write the run started
+}
